@@ -1,0 +1,502 @@
+"""Conformance suite for softmax / log_softmax, run on every available backend.
+
+Each backend is compared with SciPy, with a float64 NumPy reference computed
+on the original (un-laid-out) array, and with exact expectations (SciPy's own
+test values, computed with mpmath).
+"""
+import math
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+import fastsoftmax
+from fastsoftmax import log_softmax, softmax
+from fastsoftmax._validate import AxisError
+
+sc = pytest.importorskip("scipy.special")
+
+FUNCS = {"softmax": (softmax, sc.softmax), "log_softmax": (log_softmax, sc.log_softmax)}
+RTOL = {np.float32: 1e-5, np.float64: 1e-13}
+TINY = {np.float32: np.finfo(np.float32).tiny, np.float64: np.finfo(np.float64).tiny}
+
+
+def reference(x, axis, log):
+    """float64 SciPy formula on the original array (independent of our layout code)."""
+    x = np.asarray(x, dtype=np.float64)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return (sc.log_softmax if log else sc.softmax)(x, axis=axis)
+
+
+def check_close(got, x, axis, log, dtype, rtol=None):
+    want = reference(x, axis, log)
+    rtol = RTOL[dtype] if rtol is None else rtol
+    if log:
+        # (x - m) - log(sum) cancels near 0: an absolute error of a few ulps of
+        # the operands is all any implementation (SciPy included) achieves there
+        finite = np.abs(np.asarray(x, dtype=np.float64))
+        finite = finite[np.isfinite(finite)]
+        scale = max(1.0, float(finite.max()) if finite.size else 1.0)
+        atol = 8 * np.finfo(dtype).eps * scale
+    else:
+        # softmax values below the smallest normal lose relative precision in
+        # every implementation (SciPy's own float32 path included)
+        atol = TINY[dtype]
+    assert got.dtype == dtype
+    assert got.shape == np.shape(x)
+    assert_allclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
+
+
+@pytest.fixture(params=["softmax", "log_softmax"])
+def func(request):
+    return request.param
+
+
+# ---------------------------------------------------------------- exact values
+
+def test_scipy_fixtures(backend):
+    assert_array_equal(softmax([1000, 0, 0, 0], backend=backend), [1, 0, 0, 0])
+    assert_allclose(softmax([1, 1], backend=backend), [0.5, 0.5], rtol=1e-15)
+    assert_allclose(softmax([[1000, 0], [1000, 0]], axis=0, backend=backend),
+                    [[0.5, 0.5], [0.5, 0.5]], rtol=1e-15)
+    assert_array_equal(softmax([[1000, 0], [1000, 0]], axis=1, backend=backend),
+                       [[1, 0], [1, 0]])
+    assert softmax([1, 0], backend=backend).ndim == 1
+    assert softmax([[1, 0], [2, 3]], backend=backend).ndim == 2
+
+
+LOG_ARANGE4 = np.array([-3.4401896985611953, -2.4401896985611953,
+                        -1.4401896985611953, -0.44018969856119533])  # mpmath, 200 digits
+
+
+def test_scipy_log_softmax_expectations(backend):
+    kw = dict(rtol=1e-13)
+    assert_allclose(log_softmax(np.array([1000, 1]), backend=backend), [0, -999], **kw)
+    assert_allclose(log_softmax(np.arange(4), backend=backend), LOG_ARANGE4, **kw)
+    assert_allclose(log_softmax(np.arange(4) + 100, backend=backend), LOG_ARANGE4, **kw)
+    assert_allclose(log_softmax(np.arange(4).reshape(2, 2), backend=backend),
+                    LOG_ARANGE4.reshape(2, 2), **kw)
+    assert_allclose(log_softmax([[1000, 1], [1000, 1]], axis=0, backend=backend),
+                    np.log(0.5) * np.ones((2, 2)), **kw)
+    assert_allclose(log_softmax([[1000, 1], [1000, 1]], axis=1, backend=backend),
+                    [[0, -999], [0, -999]], **kw)
+    x2 = np.arange(8).reshape(2, 4)
+    e2 = np.array([LOG_ARANGE4, LOG_ARANGE4])
+    assert_allclose(log_softmax(x2, axis=1, backend=backend), e2, **kw)
+    assert_allclose(log_softmax(x2.T, axis=0, backend=backend), e2.T, **kw)
+    assert_allclose(log_softmax(x2.reshape(2, 2, 2), axis=(1, 2), backend=backend),
+                    e2.reshape(2, 2, 2), **kw)
+    assert_allclose(log_softmax(1.0, backend=backend), 0.0, **kw)
+
+
+def test_softmax_exact_arange(backend):
+    # softmax(arange(4)) = exp(LOG_ARANGE4)
+    assert_allclose(softmax(np.arange(4.0), backend=backend), np.exp(LOG_ARANGE4), rtol=1e-13)
+
+
+def test_cat_dog(backend):
+    p = softmax([1.2, 0.3], backend=backend)
+    assert_allclose(p, [0.710949502625004, 0.289050497374996], rtol=1e-13)
+    assert_array_equal(p.round(2), [0.71, 0.29])
+
+
+def test_subnormal_results(backend, func):
+    x = np.array([0.0, -745.0, -744.0, -740.0, -708.5, -746.0, -1000.0])
+    f, g = FUNCS[func]
+    got = f(x, backend=backend)
+    want = g(x)
+    assert_allclose(got, want, rtol=1e-13, atol=0)
+    if func == "softmax":
+        assert got[1] == np.exp(-745.0) > 0  # 5e-324, the smallest subnormal
+        assert got[-1] == 0.0
+
+
+# -------------------------------------------------------------- special values
+
+SPECIAL_SLICES = [
+    [1.0, np.inf], [1.0, -np.inf], [-np.inf, -np.inf], [1.0, np.nan],
+    [np.inf, np.inf], [-np.inf, np.inf], [np.nan, -np.inf], [np.inf], [-np.inf],
+    [np.nan], [1e308, -1e308], [np.nan, np.inf], [0.0, -np.inf, 2.0, -np.inf],
+    [3.0, 3.0, np.inf, 1.0], [-np.inf, 5.0],
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("row", SPECIAL_SLICES, ids=str)
+def test_special_values_match_scipy(backend, func, row, dtype):
+    x = np.array(row, dtype=dtype)
+    if dtype == np.float32 and np.any(np.abs(x[np.isfinite(x)]) > 1e38):
+        x = np.where(np.isfinite(x), np.sign(x) * 1e38, x).astype(dtype)
+    f, g = FUNCS[func]
+    with np.errstate(all="ignore"):
+        want = g(x)
+    got = f(x, backend=backend)
+    assert got.dtype == dtype
+    assert_array_equal(np.isnan(got), np.isnan(want))
+    assert_allclose(got, want, rtol=RTOL[dtype], equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_special_values_in_batches(backend, func, dtype, axis):
+    # the special slices padded into a matrix: one bad slice must not leak
+    width = max(len(r) for r in SPECIAL_SLICES) + 3
+    x = np.random.default_rng(0).normal(size=(len(SPECIAL_SLICES), width))
+    for i, r in enumerate(SPECIAL_SLICES):
+        r = np.clip(np.array(r), -1e30, 1e30)
+        x[i, :len(r)] = r
+    x = x.astype(dtype)
+    if axis == 0:
+        x = np.ascontiguousarray(x.T)
+    f, g = FUNCS[func]
+    with np.errstate(all="ignore"):
+        want = g(x, axis=axis)
+    got = f(x, axis=axis, backend=backend)
+    assert_array_equal(np.isnan(got), np.isnan(want))
+    assert_allclose(got, want, rtol=RTOL[dtype], atol=0 if func == "log_softmax" else TINY[dtype],
+                    equal_nan=True)
+
+
+@pytest.mark.parametrize("where", [0, 1, 500, 4095])
+def test_special_value_in_long_row(backend, func, where):
+    # long rows are split across threads: a special value in any chunk counts
+    x = np.random.default_rng(1).normal(size=(1, 300_000))
+    for value in (np.nan, np.inf, -np.inf):
+        y = x.copy()
+        y[0, where * 73] = value
+        f, g = FUNCS[func]
+        with np.errstate(all="ignore"):
+            want = g(y, axis=1)
+        got = f(y, axis=1, backend=backend)
+        assert_array_equal(np.isnan(got), np.isnan(want))
+        assert_allclose(got, want, rtol=1e-12, atol=0 if func == "log_softmax" else 1e-300,
+                        equal_nan=True)
+
+
+def test_long_row_chunk_all_minus_inf(backend, func):
+    # a whole chunk of -inf next to finite values must give 0 / -inf, not NaN
+    x = np.random.default_rng(2).normal(size=400_000)
+    x[:250_000] = -np.inf
+    f, g = FUNCS[func]
+    got = f(x, backend=backend)
+    with np.errstate(all="ignore"):
+        want = g(x)
+    assert not np.isnan(got).any()
+    assert_allclose(got, want, rtol=1e-12, atol=0)
+
+
+# ------------------------------------------------------- shapes, axes, layouts
+
+SHAPES_AXES = [
+    ((7,), None), ((7,), 0), ((7,), -1), ((3, 5), None), ((3, 5), 0), ((3, 5), 1),
+    ((3, 5), -1), ((3, 5), (0, 1)), ((4, 3, 5), 0), ((4, 3, 5), 1), ((4, 3, 5), 2),
+    ((4, 3, 5), (0, 2)), ((4, 3, 5), (1, 2)), ((4, 3, 5), (0, 1)), ((4, 3, 5), (2, 0)),
+    ((4, 3, 5), None), ((4, 3, 5), ()), ((2, 3, 4, 5), (1, 3)), ((2, 3, 4, 5), -2),
+    ((1, 1, 9), 1), ((9, 1), 1), ((9, 1), 0), ((1,), 0), ((257, 33), 1), ((33, 257), 0),
+    ((5, 1000, 3), 1), ((2, 3, 2000), -1), ((3, 2, 2001), 1),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,axis", SHAPES_AXES, ids=str)
+def test_matches_reference(backend, func, shape, axis, dtype):
+    rng = np.random.default_rng(abs(hash((shape, str(axis)))) % 2**32)
+    x = (rng.normal(size=shape) * 4).astype(dtype)
+    f, _ = FUNCS[func]
+    got = f(x, axis=axis, backend=backend)
+    check_close(got, x, axis, func == "log_softmax", dtype)
+
+
+def _layouts(base):
+    yield "C", base
+    yield "F", np.asfortranarray(base)
+    yield "transposed", base.T
+    yield "sliced", base[::2, 1::3]
+    yield "reversed", base[::-1, ::-1]
+    yield "reversed-rows", base[::-1]
+    yield "big-step", base[:, ::7]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("axis", [0, 1, None, -1])
+def test_non_contiguous_layouts(backend, func, dtype, axis):
+    base = (np.random.default_rng(3).normal(size=(40, 90)) * 5).astype(dtype)
+    f, _ = FUNCS[func]
+    for name, x in _layouts(base):
+        before = x.copy()
+        got = f(x, axis=axis, backend=backend)
+        check_close(got, x, axis, func == "log_softmax", dtype)
+        assert_array_equal(x, before, err_msg=f"{name}: input modified")
+
+
+def test_broadcast_zero_stride_input(backend, func):
+    row = np.linspace(-3, 3, 11)
+    x = np.broadcast_to(row, (6, 11))  # read-only, row stride 0
+    f, _ = FUNCS[func]
+    for axis in (0, 1, None):
+        check_close(f(x, axis=axis, backend=backend), x, axis, func == "log_softmax", np.float64)
+
+
+def test_read_only_input(backend, func):
+    x = np.random.default_rng(4).normal(size=(8, 16)).astype(np.float32)
+    x.flags.writeable = False
+    f, _ = FUNCS[func]
+    check_close(f(x, axis=1, backend=backend), x, 1, func == "log_softmax", np.float32)
+
+
+def test_byteswapped_input(backend, func):
+    x = np.random.default_rng(5).normal(size=(5, 7))
+    xs = x.astype(">f8")
+    f, _ = FUNCS[func]
+    got = f(xs, axis=1, backend=backend)
+    assert got.dtype == np.float64 and got.dtype.isnative
+    check_close(got, x, 1, func == "log_softmax", np.float64)
+
+
+def test_magnitudes_float64(backend, func):
+    rng = np.random.default_rng(6)
+    f, _ = FUNCS[func]
+    for scale in (1e-30, 1e-5, 1.0, 50.0, 1e3, 1e30, 1e300):
+        x = rng.normal(size=(16, 33)) * scale
+        check_close(f(x, axis=1, backend=backend), x, 1, func == "log_softmax", np.float64)
+    x = np.array([[1e308, 1e308, -1e308], [-1e308, -1e308, 0.0]])
+    check_close(f(x, axis=1, backend=backend), x, 1, func == "log_softmax", np.float64)
+
+
+def test_magnitudes_float32(backend, func):
+    rng = np.random.default_rng(7)
+    f, _ = FUNCS[func]
+    for scale in (1e-30, 1e-3, 1.0, 20.0, 1e3, 1e30, 1e37):
+        x = (rng.normal(size=(16, 33)) * scale).astype(np.float32)
+        check_close(f(x, axis=1, backend=backend), x, 1, func == "log_softmax", np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,axis", [((1, 200_000), 1), ((3, 70_000), -1), ((70_000, 3), 0),
+                                        ((600, 4, 300), 0), ((20, 5000), 1)])
+def test_large_slices(backend, func, shape, axis, dtype):
+    x = (np.random.default_rng(8).normal(size=shape) * 3).astype(dtype)
+    f, _ = FUNCS[func]
+    got = f(x, axis=axis, backend=backend)
+    check_close(got, x, axis, func == "log_softmax", dtype,
+                rtol=1e-12 if dtype == np.float64 else 2e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 2, 3, 10, 31, 100, 1000, 4097, 32000])
+def test_slices_sum_to_one(backend, dtype, k):
+    x = (np.random.default_rng(k).normal(size=(6, k)) * 3).astype(dtype)
+    p = softmax(x, axis=1, backend=backend)
+    eps = np.finfo(dtype).eps
+    # the sum of k correctly rounded terms: a few ulps, growing like sqrt(k)
+    err = np.abs(p.astype(np.float64).sum(axis=1) - 1)
+    assert err.max() <= 4 * eps * max(1.0, math.sqrt(k)), err.max() / eps
+
+
+# ---------------------------------------------------------- dtypes and inputs
+
+def test_dtype_rules(backend, func):
+    f, _ = FUNCS[func]
+    assert f(np.zeros(3, np.float32), backend=backend).dtype == np.float32
+    assert f(np.zeros(3, np.float64), backend=backend).dtype == np.float64
+    assert f(np.zeros(3, np.float16), backend=backend).dtype == np.float16
+    assert f(np.arange(3), backend=backend).dtype == np.float64
+    assert f(np.array([True, False]), backend=backend).dtype == np.float64
+    assert f([1, 2, 3], backend=backend).dtype == np.float64
+    assert f(np.zeros(3, np.float32), dtype=np.float64, backend=backend).dtype == np.float64
+    assert f(np.zeros(3), dtype="float32", backend=backend).dtype == np.float32
+    assert f(np.arange(3), dtype=np.float16, backend=backend).dtype == np.float16
+
+
+def test_float16_computed_in_float32(backend, func):
+    x = np.random.default_rng(9).normal(size=(4, 50)).astype(np.float16)
+    f, _ = FUNCS[func]
+    got = f(x, axis=1, backend=backend)
+    want = f(x.astype(np.float32), axis=1, backend="numpy").astype(np.float16)
+    assert got.dtype == np.float16
+    assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=1e-3, atol=1e-4)
+
+
+def test_dtype_argument_computes_in_that_dtype(backend, func):
+    x = np.random.default_rng(10).normal(size=(3, 40)).astype(np.float32)
+    f, _ = FUNCS[func]
+    got = f(x, axis=1, dtype=np.float64, backend=backend)
+    check_close(got, x.astype(np.float64), 1, func == "log_softmax", np.float64)
+
+
+def test_longdouble(backend, func):
+    x = np.linspace(-5, 5, 12).astype(np.longdouble)
+    f, _ = FUNCS[func]
+    got = f(x, backend=backend)
+    assert got.dtype == np.longdouble
+    assert_allclose(got.astype(np.float64), reference(x, None, func == "log_softmax"), rtol=1e-13)
+
+
+def test_zero_d(backend, func):
+    f, g = FUNCS[func]
+    got = f(3.0, backend=backend)
+    assert np.ndim(got) == 0 and got == g(3.0)
+    assert isinstance(got, np.float64)
+    got32 = f(np.float32(2.0), backend=backend)
+    assert got32.dtype == np.float32 and got32 == g(np.float32(2.0))
+    assert np.isnan(f(np.nan, backend=backend))
+    out = np.empty((), np.float64)
+    assert f(np.array(5.0), out=out, backend=backend) is out and out == g(5.0)
+    with pytest.raises(AxisError):
+        f(3.0, axis=0, backend=backend)
+
+
+@pytest.mark.parametrize("shape,axis", [((0,), None), ((0,), 0), ((0, 3), 1), ((3, 0), 1),
+                                        ((3, 0), 0), ((2, 0, 4), (0, 2)), ((0, 5), None)])
+def test_empty(backend, func, shape, axis):
+    f, _ = FUNCS[func]
+    for dtype, res in ((np.float32, np.float32), (np.int64, np.float64), (np.float16, np.float16)):
+        got = f(np.zeros(shape, dtype), axis=axis, backend=backend)
+        assert got.shape == shape and got.dtype == res
+    out = np.empty(shape)
+    assert f(np.zeros(shape), axis=axis, out=out, backend=backend) is out
+
+
+def test_lists_and_scalars(backend):
+    assert_allclose(softmax([[1, 2], [3, 4]], axis=1, backend=backend),
+                    sc.softmax([[1, 2], [3, 4]], axis=1), rtol=1e-13)
+    assert_allclose(log_softmax((1, 2, 3), backend=backend), sc.log_softmax((1, 2, 3)),
+                    rtol=1e-13)
+
+
+# ---------------------------------------------------------------------- out=
+
+@pytest.mark.parametrize("axis", [0, 1, None, (0, 1)])
+def test_out_argument(backend, func, axis):
+    x = np.random.default_rng(11).normal(size=(9, 13))
+    f, _ = FUNCS[func]
+    out = np.full_like(x, 7.0)
+    res = f(x, axis=axis, out=out, backend=backend)
+    assert res is out
+    check_close(out, x, axis, func == "log_softmax", np.float64)
+
+
+@pytest.mark.parametrize("axis", [0, 1, None])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_in_place(backend, func, axis, dtype):
+    x = (np.random.default_rng(12).normal(size=(9, 300)) * 3).astype(dtype)
+    expected = FUNCS[func][0](x, axis=axis, backend="numpy")
+    y = x.copy()
+    f, _ = FUNCS[func]
+    assert f(y, axis=axis, out=y, backend=backend) is y
+    assert_allclose(y, expected, rtol=RTOL[dtype], atol=0 if func == "log_softmax" else TINY[dtype])
+    # in place on a transposed, strided view
+    base = (np.random.default_rng(13).normal(size=(20, 30)) * 3).astype(dtype)
+    view = base[::2, ::3].T
+    want = FUNCS[func][0](view.copy(), axis=axis, backend="numpy")
+    f(view, axis=axis, out=view, backend=backend)
+    assert_allclose(view, want, rtol=RTOL[dtype], atol=0 if func == "log_softmax" else TINY[dtype])
+
+
+def test_out_partial_overlap_is_handled(backend, func):
+    buf = np.random.default_rng(14).normal(size=(11, 8))
+    x = buf[:-1]
+    out = buf[1:]
+    want = FUNCS[func][0](x.copy(), axis=1, backend="numpy")
+    f, _ = FUNCS[func]
+    f(x, axis=1, out=out, backend=backend)
+    assert_allclose(out, want, rtol=1e-13)
+
+
+def test_out_strided_writes_nothing_outside(backend, func):
+    x = np.random.default_rng(15).normal(size=(6, 10)).astype(np.float32)
+    big = np.full((8, 25), -7.0, np.float32)
+    out = big[1:7, 2:22:2]
+    f, _ = FUNCS[func]
+    f(x, axis=1, out=out, backend=backend)
+    check_close(out, x, 1, func == "log_softmax", np.float32)
+    mask = np.ones(big.shape, bool)
+    mask[1:7, 2:22:2] = False
+    assert (big[mask] == -7.0).all()
+
+
+def test_out_guard_regions(backend, func):
+    # out is the middle of a buffer: the kernels must not touch the guards
+    for shape, axis in (((5, 37), 1), ((37, 5), 0), ((1, 100_003), 1), ((3, 4, 5), (0, 2))):
+        n = int(np.prod(shape))
+        x = np.random.default_rng(16).normal(size=shape)
+        buf = np.full(n + 64, 12345.0)
+        out = buf[32:32 + n].reshape(shape)
+        FUNCS[func][0](x, axis=axis, out=out, backend=backend)
+        assert (buf[:32] == 12345.0).all() and (buf[32 + n:] == 12345.0).all()
+        check_close(out, x, axis, func == "log_softmax", np.float64)
+
+
+def test_out_dtype_cast_for_float16(backend):
+    x = np.linspace(-2, 2, 9).astype(np.float16)
+    out = np.empty(9, np.float16)
+    assert softmax(x, out=out, backend=backend) is out
+    assert_allclose(out.astype(np.float32), sc.softmax(x.astype(np.float32)), rtol=2e-3)
+
+
+# -------------------------------------------------------------------- errors
+
+def test_errors(backend, func):
+    f, _ = FUNCS[func]
+    x = np.zeros((3, 4))
+    with pytest.raises(AxisError):
+        f(x, axis=2, backend=backend)
+    with pytest.raises(AxisError):
+        f(x, axis=-3, backend=backend)
+    with pytest.raises(AxisError):
+        f(x, axis=(0, 5), backend=backend)
+    with pytest.raises(ValueError, match="repeated axis"):
+        f(x, axis=(1, -1), backend=backend)
+    with pytest.raises(TypeError, match="axis"):
+        f(x, axis=1.5, backend=backend)
+    with pytest.raises(TypeError, match="complex"):
+        f(np.array([1 + 2j, 3]), backend=backend)
+    with pytest.raises(TypeError, match="real numbers"):
+        f(np.array(["a", "b"]), backend=backend)
+    with pytest.raises(TypeError, match="dtype"):
+        f(x, dtype=np.int32, backend=backend)
+    with pytest.raises(ValueError, match="out has shape"):
+        f(x, out=np.empty((4, 3)), backend=backend)
+    with pytest.raises(ValueError, match="out has dtype"):
+        f(x, out=np.empty((3, 4), np.float32), backend=backend)
+    ro = np.empty((3, 4))
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        f(x, out=ro, backend=backend)
+    with pytest.raises(TypeError, match="out must be a numpy.ndarray"):
+        f(x, out=[[0.0] * 4] * 3, backend=backend)
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="unknown backend"):
+        softmax([1.0, 2.0], backend="torch")
+
+
+# ------------------------------------------------------------------- threads
+
+@pytest.mark.parametrize("shape,axis", [((64, 3000), 1), ((1, 500_000), 1), ((3000, 64), 0),
+                                        ((2, 2000, 3), 1), ((5000, 16), 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_results_do_not_depend_on_thread_count(compiled_backend, func, shape, axis, dtype,
+                                               restore_threads):
+    x = (np.random.default_rng(17).normal(size=shape) * 4).astype(dtype)
+    f, _ = FUNCS[func]
+    results = []
+    for n in (1, 2, 3):
+        fastsoftmax.set_num_threads(n)
+        results.append(f(x, axis=axis, backend=compiled_backend))
+    assert_array_equal(results[0], results[1])
+    assert_array_equal(results[0], results[2])
+
+
+def test_calls_from_a_thread_pool(backend):
+    from concurrent.futures import ThreadPoolExecutor
+    rng = np.random.default_rng(18)
+    xs = [rng.normal(size=(50, 700)).astype(np.float32) for _ in range(16)]
+    want = [softmax(x, axis=1, backend="numpy") for x in xs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda x: softmax(x, axis=1, backend=backend), xs))
+    for g, w in zip(got, want):
+        assert_allclose(g, w, rtol=1e-5, atol=TINY[np.float32])

@@ -15,6 +15,8 @@ import fastsoftmax
 from fastsoftmax import log_softmax, softmax
 from fastsoftmax._validate import AxisError
 
+from conftest import AVAILABLE_BACKENDS
+
 sc = pytest.importorskip("scipy.special")
 
 FUNCS = {"softmax": (softmax, sc.softmax), "log_softmax": (log_softmax, sc.log_softmax)}
@@ -500,3 +502,50 @@ def test_calls_from_a_thread_pool(backend):
         got = list(pool.map(lambda x: softmax(x, axis=1, backend=backend), xs))
     for g, w in zip(got, want):
         assert_allclose(g, w, rtol=1e-5, atol=TINY[np.float32])
+
+
+# ------------------------------------------------------- property-based tests
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+
+@st.composite
+def strided_arrays(draw):
+    """Arrays of any float dtype, shape, magnitude and layout (views of a bigger base)."""
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=9))
+    exp = draw(st.integers(-30, 37 if dtype == np.float32 else 300))
+    elements = st.floats(-1.0, 1.0, width=64)
+    base_shape = tuple(s * 2 for s in shape)
+    base = draw(hnp.arrays(np.float64, base_shape, elements=elements)) * 10.0 ** exp
+    base = base.astype(dtype)
+    # a strided, possibly reversed view of the base, then maybe transposed
+    index = []
+    for s in shape:
+        step = draw(st.sampled_from([1, 2, -1, -2]))
+        index.append(slice(None, None, step) if abs(step) == 2 else
+                     (slice(0, s) if step == 1 else slice(s - 1, None, -1)))
+    x = base[tuple(index)]
+    if draw(st.booleans()):
+        x = x.transpose(draw(st.permutations(range(x.ndim))))
+    axis = draw(st.one_of(
+        st.none(), st.integers(-x.ndim, x.ndim - 1),
+        st.lists(st.integers(0, x.ndim - 1), min_size=1, max_size=x.ndim, unique=True).map(tuple)))
+    return x, axis
+
+
+@pytest.mark.parametrize("backend_name", AVAILABLE_BACKENDS)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=strided_arrays(), log=st.booleans())
+def test_property_matches_reference(backend_name, data, log):
+    x, axis = data
+    before = x.copy()
+    f = log_softmax if log else softmax
+    got = f(x, axis=axis, backend=backend_name)
+    check_close(got, x, axis, log, x.dtype.type)
+    assert_array_equal(x, before)
+    if not log:
+        sums = np.sum(got.astype(np.float64), axis=axis)
+        assert_allclose(sums, 1.0, rtol=0, atol=64 * np.finfo(x.dtype).eps)

@@ -218,7 +218,17 @@ def set_num_threads(n):
     _num_threads = n
 
 
+_auto_cache = {}
+
+
 def _auto(op):
+    mod = _auto_cache.get(op)
+    if mod is None:
+        mod = _auto_cache[op] = _auto_pick(op)
+    return mod
+
+
+def _auto_pick(op):
     for name in _AUTO_ORDER:
         if name in _loaded:
             mod = _loaded[name]

@@ -18,15 +18,19 @@ def _same_view(a, b):
 def _softmax(x, axis, out, dtype, backend, log):
     # Fast path: a C-ordered native float32/float64 ndarray over its last axis
     # (or over everything), no out= or dtype=.
-    if (out is None and dtype is None and type(x) is np.ndarray
-            and x.dtype in _KERNEL_DTYPES and x.flags.c_contiguous and x.size > 0
-            and x.ndim >= 1 and (axis is None or (type(axis) is int
-                                                  and (axis == -1 or axis == x.ndim - 1)))):
-        kernels = _backends.kernels_for(backend, "softmax_rows")
-        k = x.size if axis is None else x.shape[-1]
-        res = np.empty(x.shape, dtype=x.dtype)
-        kernels.softmax_rows(x.reshape(-1, k), res.reshape(-1, k), log, _backends._num_threads)
-        return res
+    if out is None and dtype is None and type(x) is np.ndarray and x.flags.c_contiguous:
+        ndim = x.ndim
+        if (ndim and x.dtype in _KERNEL_DTYPES and x.size
+                and (axis is None or (type(axis) is int and (axis == -1 or axis == ndim - 1)))):
+            kernels = _backends.kernels_for(backend, "softmax_rows")
+            res = np.empty_like(x)
+            if ndim == 2 and axis is not None:
+                kernels.softmax_rows(x, res, log, _backends._num_threads)
+            else:
+                k = x.size if axis is None else x.shape[-1]
+                kernels.softmax_rows(x.reshape(-1, k), res.reshape(-1, k), log,
+                                     _backends._num_threads)
+            return res
 
     arr = as_real_array(x, "x")
     compute, result_dtype = float_dtypes(arr.dtype, dtype)

@@ -99,6 +99,8 @@ def _check_prob_target(target, shape):
             f"target of class probabilities (a float dtype) has shape {target.shape}; "
             f"it must be the shape of logits, {shape} (pass an integer array for "
             "class indices)")
+    if target.size == 0 or np.min(target) >= 0:  # min is NaN if any entry is: no N x C mask
+        return
     with np.errstate(invalid="ignore"):
         bad = ~(target >= 0)
     if bad.any():

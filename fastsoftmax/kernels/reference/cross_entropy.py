@@ -19,7 +19,7 @@ import numpy as np
 __all__ = ["cross_entropy_index_rows", "cross_entropy_prob_rows"]
 
 #: rows per block are chosen so that a block holds about this many elements
-_BLOCK_ELEMENTS = 1 << 15
+_BLOCK_ELEMENTS = 1 << 13
 
 
 def _blocks(n, n_classes):

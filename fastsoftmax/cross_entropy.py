@@ -126,7 +126,11 @@ def _rows_view(a):
     """``(n, C)`` view of ``a`` (class axis last) in the kernels' rows layout, or None."""
     n_classes = a.shape[-1]
     n = a.size // n_classes
-    if a.ndim == 1:
+    if a.ndim == 2 and a.strides[1] == a.itemsize:
+        return a
+    if a.flags.c_contiguous:
+        v = a.reshape(n, n_classes)
+    elif a.ndim == 1:
         v = a.reshape(1, n_classes)
     else:
         lead_shape, lead_strides = a.shape[:-1], a.strides[:-1]
@@ -147,6 +151,10 @@ def _rows_view(a):
     if v.strides[1] != v.itemsize:  # a single class: its stride is free
         v = np.lib.stride_tricks.as_strided(v, strides=(v.strides[0], v.itemsize))
     return v
+
+
+def _class_axis_last(a, ax):
+    return a if ax == a.ndim - 1 else np.moveaxis(a, ax, -1)
 
 
 def _same_view(a, b):
@@ -234,7 +242,7 @@ def _cross_entropy(logits, target, axis, weight, ignore_index, reduction, label_
         return loss, grad
 
     # --- logits as rows (n, C), class axis last; `private` when x is our own copy
-    moved = np.moveaxis(logits, ax, -1)
+    moved = _class_axis_last(logits, ax)
     moved_shape = moved.shape
     private = False
     x = None
@@ -257,7 +265,7 @@ def _cross_entropy(logits, target, axis, weight, ignore_index, reduction, label_
                 x = np.array(x, order="C")          # partial overlap: read a private copy
                 private = True
             if grad_rows is None and grad_out.dtype == compute:
-                view = _rows_view(np.moveaxis(grad_out, ax, -1))
+                view = _rows_view(_class_axis_last(grad_out, ax))
                 if view is not None and np.may_share_memory(view, grad_out):
                     grad_rows = view
             if grad_rows is None:
@@ -272,7 +280,7 @@ def _cross_entropy(logits, target, axis, weight, ignore_index, reduction, label_
                 copy_back = True
         else:
             grad_result = np.empty(logits.shape, dtype=result_dtype)
-            view = _rows_view(np.moveaxis(grad_result, ax, -1))
+            view = _rows_view(_class_axis_last(grad_result, ax))
             if view is not None:
                 grad_rows = view
             else:
@@ -285,7 +293,7 @@ def _cross_entropy(logits, target, axis, weight, ignore_index, reduction, label_
         if grad_rows is not None and np.may_share_memory(t, grad_rows):
             t = t.copy()
     else:
-        t_moved = np.moveaxis(target, ax, -1)
+        t_moved = _class_axis_last(target, ax)
         t = _rows_view(t_moved) if t_moved.dtype == compute else None
         if t is None or (grad_rows is not None and np.may_share_memory(t, grad_rows)):
             t = np.array(t_moved, dtype=compute, order="C").reshape(n, n_classes)
@@ -298,7 +306,7 @@ def _cross_entropy(logits, target, axis, weight, ignore_index, reduction, label_
         kernel(x, t, w, eps, grad_scale, loss, grad_rows, threads)
 
     if copy_back:
-        np.copyto(np.moveaxis(grad_result, ax, -1), grad_rows.reshape(moved_shape),
+        np.copyto(_class_axis_last(grad_result, ax), grad_rows.reshape(moved_shape),
                   casting="unsafe")
 
     if reduction == "none":

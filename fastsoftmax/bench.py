@@ -64,6 +64,7 @@ from . import _backends
 from ._cpuinfo import cpu_info
 
 __all__ = [
+    "SOFTMAX_SHAPES", "CE_SHAPES", "SAMPLER_SIZES", "SAMPLED_SIZES", "make_logits",
     "Case", "Impl", "Settings", "softmax_cases", "softmax_impls",
     "cross_entropy_impls", "sampler_impls", "sampled_softmax_impls",
     "machine_info", "run", "OPS", "backend_impl_name",
@@ -72,7 +73,7 @@ __all__ = [
 #: the operations ``--ops`` accepts, in the order they run
 OPS = ("softmax", "log_softmax", "cross_entropy_grad", "sampler", "sampled_softmax")
 
-_SOFTMAX_SHAPES = {
+SOFTMAX_SHAPES = {
     # the shapes of the roofline issue (issue 3)
     "full": [((4096, 32000), -1), ((256, 50257), -1), ((1024, 1000), -1),
              ((100000, 16), -1), ((1, 10_000_000), -1), ((32000, 4096), 0),
@@ -82,16 +83,16 @@ _SOFTMAX_SHAPES = {
               ((64, 10), -1)],
     "tiny": [((8, 100), -1), ((40, 3), 0)],
 }
-_CE_SHAPES = {
+CE_SHAPES = {
     "full": [(4096, 32000), (256, 50257), (8192, 1000)],
     "quick": [(256, 32000), (64, 50257), (2048, 1000)],
     "tiny": [(8, 50)],
 }
 # (num_classes, draws)
-_SAMPLER_SIZES = {"full": (1_000_000, 10_000_000), "quick": (1_000_000, 1_000_000),
+SAMPLER_SIZES = {"full": (1_000_000, 10_000_000), "quick": (1_000_000, 1_000_000),
                   "tiny": (1000, 2000)}
 # (num_classes, dim, batch, num_sampled): issue 5's shape for "full"
-_SAMPLED_SIZES = {"full": (200_000, 128, 1024, 1024), "quick": (50_000, 128, 256, 512),
+SAMPLED_SIZES = {"full": (200_000, 128, 1024, 1024), "quick": (50_000, 128, 256, 512),
                   "tiny": (500, 8, 4, 16)}
 
 
@@ -220,7 +221,7 @@ def softmax_cases(size="full", dtypes=("float32", "float64"), ops=("softmax", "l
     """The softmax / log_softmax cases: ``[(op, shape, dtype, axis)]`` in run order."""
     out = []
     for dtype in dtypes:
-        for shape, axis in _SOFTMAX_SHAPES[size]:
+        for shape, axis in SOFTMAX_SHAPES[size]:
             for op in ops:
                 if op in ("softmax", "log_softmax"):
                     out.append((op, shape, dtype, axis))
@@ -792,18 +793,18 @@ def _estimate(plan, settings, impl_names):
 def _build_plan(ops, dtypes, size):
     plan = []
     for dtype in dtypes:
-        for shape, axis in _SOFTMAX_SHAPES[size]:
+        for shape, axis in SOFTMAX_SHAPES[size]:
             for op in ("softmax", "log_softmax"):
                 if op in ops:
                     plan.append((op, shape, dtype, axis))
         if "cross_entropy_grad" in ops:
-            for shape in _CE_SHAPES[size]:
+            for shape in CE_SHAPES[size]:
                 plan.append(("cross_entropy_grad", shape, dtype, -1))
     if "sampler" in ops:
-        plan.append(("sampler", _SAMPLER_SIZES[size], "int64", None))
+        plan.append(("sampler", SAMPLER_SIZES[size], "int64", None))
     if "sampled_softmax" in ops:
         for dtype in dtypes:
-            plan.append(("sampled_softmax", _SAMPLED_SIZES[size], dtype, None))
+            plan.append(("sampled_softmax", SAMPLED_SIZES[size], dtype, None))
     return plan
 
 

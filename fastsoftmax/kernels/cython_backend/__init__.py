@@ -1,0 +1,16 @@
+"""The Cython backend: compiled C kernels, vectorised and parallel (OpenMP).
+
+Importing this package loads the compiled extension ``_kernels``; when it
+was not built, the import fails with ImportError and the backend registry
+reports how to get it.  The kernels implement the contract documented in
+:mod:`fastsoftmax.kernels`.
+"""
+from ._kernels import softmax_cols, softmax_rows  # noqa: F401
+
+NAME = "cython"
+
+__all__ = ["NAME", "softmax_rows", "softmax_cols", "warmup"]
+
+
+def warmup():
+    """Nothing to compile: the extension is compiled ahead of time."""

@@ -1,0 +1,241 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled kernels of the Cython backend (see fastsoftmax.kernels for the contract).
+
+The hot loops are plain C in ``fsm_*.h`` (vectorised with GCC vector
+extensions, compiled for several instruction sets and picked at import);
+this module only unpacks the NumPy arrays, checks the layout cheaply (a
+kernel never reads or writes out of bounds, whatever it is given) and
+releases the GIL around large calls.
+"""
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+
+import numpy as np
+
+cnp.import_array()
+
+cdef extern from "fsm_kernels.h" nogil:
+    ctypedef struct fsm_config_t:
+        Py_ssize_t long_row_bytes
+        Py_ssize_t chunk
+        Py_ssize_t par_min_elems
+        Py_ssize_t nt_min_bytes
+        Py_ssize_t scratch_min_bytes
+        Py_ssize_t col_block
+        Py_ssize_t col_group
+    fsm_config_t fsm_cfg
+    int fsm_isa_level
+    int fsm_isa_max
+    void fsm_init()
+    int fsm_set_isa(int level)
+    int fsm_softmax_rows_f32(const char *x, Py_ssize_t xs, char *out, Py_ssize_t os,
+                             Py_ssize_t n, Py_ssize_t k, int is_log, int n_threads)
+    int fsm_softmax_rows_f64(const char *x, Py_ssize_t xs, char *out, Py_ssize_t os,
+                             Py_ssize_t n, Py_ssize_t k, int is_log, int n_threads)
+    int fsm_softmax_cols_f32(const char *x, Py_ssize_t xs0, Py_ssize_t xs1, char *out,
+                             Py_ssize_t os0, Py_ssize_t os1, Py_ssize_t outer,
+                             Py_ssize_t k, Py_ssize_t inner, int is_log, int n_threads)
+    int fsm_softmax_cols_f64(const char *x, Py_ssize_t xs0, Py_ssize_t xs1, char *out,
+                             Py_ssize_t os0, Py_ssize_t os1, Py_ssize_t outer,
+                             Py_ssize_t k, Py_ssize_t inner, int is_log, int n_threads)
+    void fsm_exp_f32(const float *x, float *out, Py_ssize_t n)
+    void fsm_exp_f64(const double *x, double *out, Py_ssize_t n)
+    int fsm_ce_index_rows_f32(const char *z, Py_ssize_t zs, Py_ssize_t n, Py_ssize_t C,
+                              const int64_t *target, const double *w, int64_t ignore_index,
+                              double eps, double grad_scale, double *loss,
+                              char *grad, Py_ssize_t gs, int n_threads)
+    int fsm_ce_index_rows_f64(const char *z, Py_ssize_t zs, Py_ssize_t n, Py_ssize_t C,
+                              const int64_t *target, const double *w, int64_t ignore_index,
+                              double eps, double grad_scale, double *loss,
+                              char *grad, Py_ssize_t gs, int n_threads)
+    int fsm_ce_prob_rows_f32(const char *z, Py_ssize_t zs, Py_ssize_t n, Py_ssize_t C,
+                             const char *t, Py_ssize_t ts, const double *w, double eps,
+                             double grad_scale, double *loss, char *grad, Py_ssize_t gs,
+                             int n_threads)
+    int fsm_ce_prob_rows_f64(const char *z, Py_ssize_t zs, Py_ssize_t n, Py_ssize_t C,
+                             const char *t, Py_ssize_t ts, const double *w, double eps,
+                             double grad_scale, double *loss, char *grad, Py_ssize_t gs,
+                             int n_threads)
+
+fsm_init()
+
+# Calls with fewer elements than this keep the GIL (releasing it costs more
+# than the work).
+DEF NOGIL_MIN = 8192
+_ISA_NAMES = ("base", "avx2", "avx512")
+
+
+cdef inline int _float_type(cnp.ndarray a, str name) except -1:
+    """NPY_FLOAT or NPY_DOUBLE of a native-endian float32/float64 array."""
+    cdef int typ = cnp.PyArray_TYPE(a)
+    if (typ != cnp.NPY_FLOAT and typ != cnp.NPY_DOUBLE) or not cnp.PyArray_ISNOTSWAPPED(a):
+        raise TypeError(f"{name} must be a native float32 or float64 array, got {a.dtype}")
+    return typ
+
+
+cdef inline int _check_same(cnp.ndarray x, cnp.ndarray out, int ndim, str what) except -1:
+    cdef int i
+    if cnp.PyArray_NDIM(x) != ndim or cnp.PyArray_NDIM(out) != ndim:
+        raise ValueError(f"{what}: x and out must be {ndim}-D, got {x.ndim}-D and {out.ndim}-D")
+    for i in range(ndim):
+        if cnp.PyArray_DIMS(x)[i] != cnp.PyArray_DIMS(out)[i]:
+            raise ValueError(f"{what}: x has shape {(<object>x).shape}, out has shape {(<object>out).shape}")
+    if cnp.PyArray_TYPE(x) != cnp.PyArray_TYPE(out):
+        raise TypeError(f"{what}: x is {x.dtype}, out is {out.dtype}")
+    if not cnp.PyArray_ISWRITEABLE(out):
+        raise ValueError(f"{what}: out is read-only")
+    return 0
+
+
+cdef inline int _check_unit_stride(cnp.ndarray a, int axis, str name) except -1:
+    if (cnp.PyArray_DIMS(a)[axis] > 1
+            and cnp.PyArray_STRIDES(a)[axis] != cnp.PyArray_ITEMSIZE(a)):
+        raise ValueError(f"{name}: axis {axis} must have a stride of one element, "
+                         f"got strides {(<object>a).strides}")
+    return 0
+
+
+cdef inline int _check_threads(int n_threads) except -1:
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    return 0
+
+
+def softmax_rows(cnp.ndarray x not None, cnp.ndarray out not None, bint log, int n_threads):
+    """Softmax (``log=False``) or log-softmax of each row of 2-D ``x`` into ``out``.
+
+    See :mod:`fastsoftmax.kernels` for the contract.
+    """
+    cdef int typ = _float_type(x, "x")
+    _check_same(x, out, 2, "softmax_rows")
+    _check_unit_stride(x, 1, "x")
+    _check_unit_stride(out, 1, "out")
+    _check_threads(n_threads)
+    cdef Py_ssize_t n = cnp.PyArray_DIMS(x)[0], k = cnp.PyArray_DIMS(x)[1]
+    if n == 0 or k == 0:
+        return
+    if not (cnp.PyArray_ISALIGNED(x) and cnp.PyArray_ISALIGNED(out)):
+        tmp = np.empty((n, k), dtype=x.dtype)
+        softmax_rows(np.array(x, copy=True), tmp, log, n_threads)
+        out[...] = tmp
+        return
+    cdef const char *xp = cnp.PyArray_BYTES(x)
+    cdef char *op = cnp.PyArray_BYTES(out)
+    cdef Py_ssize_t xs = cnp.PyArray_STRIDES(x)[0], os = cnp.PyArray_STRIDES(out)[0]
+    cdef int rc
+    if n * k < NOGIL_MIN:
+        if typ == cnp.NPY_FLOAT:
+            rc = fsm_softmax_rows_f32(xp, xs, op, os, n, k, log, n_threads)
+        else:
+            rc = fsm_softmax_rows_f64(xp, xs, op, os, n, k, log, n_threads)
+    else:
+        with nogil:
+            if typ == cnp.NPY_FLOAT:
+                rc = fsm_softmax_rows_f32(xp, xs, op, os, n, k, log, n_threads)
+            else:
+                rc = fsm_softmax_rows_f64(xp, xs, op, os, n, k, log, n_threads)
+    if rc != 0:
+        raise MemoryError("softmax_rows: out of memory for the per-chunk partial sums")
+
+
+def softmax_cols(cnp.ndarray x not None, cnp.ndarray out not None, bint log, int n_threads):
+    """Softmax or log-softmax over axis 1 of 3-D ``(outer, k, inner)`` ``x`` into ``out``.
+
+    See :mod:`fastsoftmax.kernels` for the contract.
+    """
+    cdef int typ = _float_type(x, "x")
+    _check_same(x, out, 3, "softmax_cols")
+    _check_unit_stride(x, 2, "x")
+    _check_unit_stride(out, 2, "out")
+    _check_threads(n_threads)
+    cdef Py_ssize_t outer = cnp.PyArray_DIMS(x)[0], k = cnp.PyArray_DIMS(x)[1]
+    cdef Py_ssize_t inner = cnp.PyArray_DIMS(x)[2]
+    if outer == 0 or k == 0 or inner == 0:
+        return
+    if not (cnp.PyArray_ISALIGNED(x) and cnp.PyArray_ISALIGNED(out)):
+        tmp = np.empty((outer, k, inner), dtype=x.dtype)
+        softmax_cols(np.array(x, copy=True), tmp, log, n_threads)
+        out[...] = tmp
+        return
+    cdef const char *xp = cnp.PyArray_BYTES(x)
+    cdef char *op = cnp.PyArray_BYTES(out)
+    cdef Py_ssize_t xs0 = cnp.PyArray_STRIDES(x)[0], xs1 = cnp.PyArray_STRIDES(x)[1]
+    cdef Py_ssize_t os0 = cnp.PyArray_STRIDES(out)[0], os1 = cnp.PyArray_STRIDES(out)[1]
+    cdef int rc
+    with nogil:
+        if typ == cnp.NPY_FLOAT:
+            rc = fsm_softmax_cols_f32(xp, xs0, xs1, op, os0, os1, outer, k, inner, log, n_threads)
+        else:
+            rc = fsm_softmax_cols_f64(xp, xs0, xs1, op, os0, os1, outer, k, inner, log, n_threads)
+    if rc != 0:
+        raise MemoryError("softmax_cols: out of memory")
+
+
+# ---------------------------------------------------------------- test hooks
+
+def _exp(x):
+    """The kernels' vectorised exp applied to a float32/float64 array (tests only)."""
+    cdef cnp.ndarray a = np.ascontiguousarray(x)
+    cdef int typ = _float_type(a, "x")
+    cdef cnp.ndarray res = np.empty_like(a)
+    cdef Py_ssize_t n = a.size
+    if typ == cnp.NPY_FLOAT:
+        fsm_exp_f32(<const float *>cnp.PyArray_DATA(a), <float *>cnp.PyArray_DATA(res), n)
+    else:
+        fsm_exp_f64(<const double *>cnp.PyArray_DATA(a), <double *>cnp.PyArray_DATA(res), n)
+    return res
+
+
+def _isa():
+    """Name of the instruction set the kernels use now."""
+    return _ISA_NAMES[fsm_isa_level]
+
+
+def _isa_available():
+    """Instruction sets this CPU can run, from the baseline up."""
+    return list(_ISA_NAMES[:fsm_isa_max + 1])
+
+
+def _set_isa(name):
+    """Use the kernels compiled for ``name`` (tests and benchmarks); returns the previous."""
+    prev = _ISA_NAMES[fsm_isa_level]
+    if name not in _ISA_NAMES[:fsm_isa_max + 1]:
+        raise ValueError(f"instruction set {name!r} not available here; "
+                         f"choose from {_isa_available()}")
+    fsm_set_isa(_ISA_NAMES.index(name))
+    return prev
+
+
+_CONFIG_KEYS = ("long_row_bytes", "chunk", "par_min_elems", "nt_min_bytes",
+                "scratch_min_bytes", "col_block", "col_group")
+
+
+def _get_config():
+    """The tuning knobs of the C kernels, as a dict (tests and benchmarks)."""
+    return {"long_row_bytes": fsm_cfg.long_row_bytes, "chunk": fsm_cfg.chunk,
+            "par_min_elems": fsm_cfg.par_min_elems, "nt_min_bytes": fsm_cfg.nt_min_bytes,
+            "scratch_min_bytes": fsm_cfg.scratch_min_bytes,
+            "col_block": fsm_cfg.col_block, "col_group": fsm_cfg.col_group}
+
+
+def _set_config(**knobs):
+    """Change tuning knobs (see fsm_kernels.h); returns the previous config."""
+    prev = _get_config()
+    for key, value in knobs.items():
+        if key not in _CONFIG_KEYS:
+            raise ValueError(f"unknown knob {key!r}")
+        value = int(value)
+        if key in ("chunk", "col_block", "col_group") and value < 1:
+            raise ValueError(f"{key} must be >= 1")
+        if key == "chunk" and value % 64:
+            raise ValueError("chunk must be a multiple of 64")
+    for key, value in knobs.items():
+        value = int(value)
+        if key == "long_row_bytes": fsm_cfg.long_row_bytes = value
+        elif key == "chunk": fsm_cfg.chunk = value
+        elif key == "par_min_elems": fsm_cfg.par_min_elems = value
+        elif key == "nt_min_bytes": fsm_cfg.nt_min_bytes = value
+        elif key == "scratch_min_bytes": fsm_cfg.scratch_min_bytes = value
+        elif key == "col_block": fsm_cfg.col_block = value
+        elif key == "col_group": fsm_cfg.col_group = value
+    return prev

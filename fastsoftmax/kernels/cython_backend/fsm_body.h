@@ -1,0 +1,443 @@
+/*
+ * fsm_body.h -- the kernels, generic over the float type.
+ * Included by fsm_isa.h with FSM_T (float or double), FSM_F32 (1 for float)
+ * and FSM_SFX (f32 / f64) defined.  Every name gets the suffix
+ * _<f32|f64>_<isa> through FN().
+ */
+#define T FSM_T
+#define FN(name) FSM_CAT(name, FSM_CAT(_, FSM_CAT(FSM_SFX, FSM_CAT(_, FSM_ISA))))
+#define W ((ptrdiff_t)(FSM_VB / sizeof(T)))
+#if FSM_F32
+#define VT ISA(vf)
+#define VI ISA(vi)
+#define ACC ISA(vd2)   /* sums of float rows are accumulated in double */
+#define ACCI ISA(vl2)
+#define VEXP ISA(exp_vf)
+#define ACC_EXP ISA(exp_vd2)
+#define WIDEN(v) __builtin_convertvector((v), ACC)
+#define STREAM ISA(stream_vf)
+#else
+#define VT ISA(vd)
+#define VI ISA(vl)
+#define ACC ISA(vd)
+#define ACCI ISA(vl)
+#define VEXP ISA(exp_vd)
+#define ACC_EXP ISA(exp_vd)
+#define WIDEN(v) (v)
+#define STREAM ISA(stream_vd)
+#endif
+
+/* ---- small vector helpers ---------------------------------------------- */
+
+FSM_INLINE VT FN(load)(const T *p) { VT v; memcpy(&v, p, sizeof v); return v; }
+FSM_INLINE void FN(store)(T *p, VT v) { memcpy(p, &v, sizeof v); }
+FSM_INLINE VT FN(splat)(T c) { return (VT){0} + c; }
+FSM_INLINE VT FN(sel)(VI m, VT a, VT b) { return (VT)((m & (VI)a) | (~m & (VI)b)); }
+/* max that ignores NaN in b (NaN rows are caught later by the sum) */
+FSM_INLINE VT FN(vmax)(VT a, VT b) { return FN(sel)(b > a, b, a); }
+/* the first r (< W) elements of p, the other lanes set to fill */
+FSM_INLINE VT FN(load_part)(const T *p, ptrdiff_t r, T fill)
+{
+    VT v = FN(splat)(fill);
+    for (ptrdiff_t j = 0; j < r; j++) v[j] = p[j];
+    return v;
+}
+FSM_INLINE void FN(store_part)(T *p, VT v, ptrdiff_t r)
+{
+    for (ptrdiff_t j = 0; j < r; j++) p[j] = v[j];
+}
+FSM_INLINE T FN(hmax)(VT v)
+{
+    T m = v[0];
+    for (ptrdiff_t j = 1; j < W; j++) m = v[j] > m ? v[j] : m;
+    return m;
+}
+FSM_INLINE double FN(hsum)(ACC a)
+{
+    double s = a[0];
+    for (ptrdiff_t j = 1; j < W; j++) s += a[j];
+    return s;
+}
+FSM_INLINE int FN(is_finite)(T v) { return v - v == 0; }
+
+/* ---- row passes ---------------------------------------------------------- */
+
+/* max of x[0:k] (k >= 1), NaN ignored; -inf for an all -inf / NaN row */
+static inline T FN(row_max)(const T *x, ptrdiff_t k)
+{
+    const T ninf = -(T)INFINITY;
+    VT m0 = FN(splat)(ninf), m1 = m0, m2 = m0, m3 = m0;
+    ptrdiff_t i = 0;
+    for (; i + 4 * W <= k; i += 4 * W) {
+        m0 = FN(vmax)(m0, FN(load)(x + i));
+        m1 = FN(vmax)(m1, FN(load)(x + i + W));
+        m2 = FN(vmax)(m2, FN(load)(x + i + 2 * W));
+        m3 = FN(vmax)(m3, FN(load)(x + i + 3 * W));
+    }
+    for (; i + W <= k; i += W) m0 = FN(vmax)(m0, FN(load)(x + i));
+    if (i < k) m1 = FN(vmax)(m1, FN(load_part)(x + i, k - i, ninf));
+    return FN(hmax)(FN(vmax)(FN(vmax)(m0, m1), FN(vmax)(m2, m3)));
+}
+
+/* sum of exp(x - shift) over x[0:k], in double; the exponentials are also
+   written to dst[0:k] when dst is not NULL (dst may be x). */
+FSM_INLINE double FN(row_exp_sum_)(const T *x, T *dst, ptrdiff_t k, T shift, int write)
+{
+    ACC a0 = {0}, a1 = {0};
+    ptrdiff_t i = 0;
+    for (; i + 2 * W <= k; i += 2 * W) {
+        VT e0 = VEXP(FN(load)(x + i) - shift);
+        VT e1 = VEXP(FN(load)(x + i + W) - shift);
+        if (write) { FN(store)(dst + i, e0); FN(store)(dst + i + W, e1); }
+        a0 += WIDEN(e0);
+        a1 += WIDEN(e1);
+    }
+    for (; i + W <= k; i += W) {
+        VT e0 = VEXP(FN(load)(x + i) - shift);
+        if (write) FN(store)(dst + i, e0);
+        a0 += WIDEN(e0);
+    }
+    if (i < k) {
+        ptrdiff_t r = k - i;
+        VT e = VEXP(FN(load_part)(x + i, r, 0) - shift);
+        for (ptrdiff_t j = r; j < W; j++) e[j] = 0;
+        if (write) FN(store_part)(dst + i, e, r);
+        a1 += WIDEN(e);
+    }
+    return FN(hsum)(a0 + a1);
+}
+static double FN(row_exp_sum)(const T *x, ptrdiff_t k, T shift)
+{ return FN(row_exp_sum_)(x, NULL, k, shift, 0); }
+static double FN(row_exp_sum_store)(const T *x, T *dst, ptrdiff_t k, T shift)
+{ return FN(row_exp_sum_)(x, dst, k, shift, 1); }
+
+/* dst = op(src) elementwise, op one of
+     MODE_SCALE:    v * a
+     MODE_EXPSCALE: exp(v - b) * a
+     MODE_LOG:      (v - b) - a
+   With nt, full vectors are written with streaming stores. */
+#define FSM_MODE_SCALE 0
+#define FSM_MODE_EXPSCALE 1
+#define FSM_MODE_LOG 2
+FSM_INLINE VT FN(apply)(VT v, int mode, T a, T b)
+{
+    if (mode == FSM_MODE_SCALE) return v * a;
+    if (mode == FSM_MODE_EXPSCALE) return VEXP(v - b) * a;
+    return (v - b) - a;
+}
+FSM_INLINE void FN(map_row_)(const T *src, T *dst, ptrdiff_t k, int mode, T a, T b, int nt)
+{
+    ptrdiff_t i = 0;
+#if FSM_HAVE_STREAM
+    if (nt && k >= 4 * W && ((uintptr_t)dst % sizeof(T)) == 0) {
+        ptrdiff_t head = (ptrdiff_t)(((FSM_VB - (uintptr_t)dst % FSM_VB) % FSM_VB) / sizeof(T));
+        if (head) {
+            FN(store_part)(dst, FN(apply)(FN(load_part)(src, head, 0), mode, a, b), head);
+            i = head;
+        }
+        for (; i + 2 * W <= k; i += 2 * W) {
+            VT v0 = FN(apply)(FN(load)(src + i), mode, a, b);
+            VT v1 = FN(apply)(FN(load)(src + i + W), mode, a, b);
+            STREAM(dst + i, v0);
+            STREAM(dst + i + W, v1);
+        }
+    }
+#else
+    (void)nt;
+#endif
+    for (; i + 2 * W <= k; i += 2 * W) {
+        VT v0 = FN(apply)(FN(load)(src + i), mode, a, b);
+        VT v1 = FN(apply)(FN(load)(src + i + W), mode, a, b);
+        FN(store)(dst + i, v0);
+        FN(store)(dst + i + W, v1);
+    }
+    for (; i + W <= k; i += W)
+        FN(store)(dst + i, FN(apply)(FN(load)(src + i), mode, a, b));
+    if (i < k)
+        FN(store_part)(dst + i, FN(apply)(FN(load_part)(src + i, k - i, 0), mode, a, b), k - i);
+}
+static void FN(map_scale)(const T *s, T *d, ptrdiff_t k, T a, int nt)
+{ FN(map_row_)(s, d, k, FSM_MODE_SCALE, a, 0, nt); }
+static void FN(map_expscale)(const T *s, T *d, ptrdiff_t k, T a, T b, int nt)
+{ FN(map_row_)(s, d, k, FSM_MODE_EXPSCALE, a, b, nt); }
+static void FN(map_log)(const T *s, T *d, ptrdiff_t k, T a, T b, int nt)
+{ FN(map_row_)(s, d, k, FSM_MODE_LOG, a, b, nt); }
+
+/* ---- softmax of rows ------------------------------------------------------ */
+
+/* One row that stays in cache between its passes: read x once from memory,
+   write out once. */
+static inline void FN(row_incache)(const T *x, T *out, ptrdiff_t k, int is_log,
+                                   T *scratch, int nt)
+{
+    T m = FN(row_max)(x, k);
+    if (is_log) {
+        T shift = FN(is_finite)(m) ? m : 0;
+        double s = FN(row_exp_sum)(x, k, shift);
+        FN(map_log)(x, out, k, (T)log(s), shift, nt);
+    } else {
+        T *e = scratch ? scratch : out;
+        double s = FN(row_exp_sum_store)(x, e, k, m);
+        FN(map_scale)(e, out, k, (T)(1.0 / s), nt);
+    }
+}
+
+static T *FN(alloc_row)(ptrdiff_t k)
+{
+    size_t bytes = ((size_t)k * sizeof(T) + 63) & ~(size_t)63;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes) != 0) return NULL;
+    return (T *)p;
+}
+
+/* Rows too long for the cache: the row is cut into chunks of fixed length
+   (whatever the thread count); pass 1 gives each chunk's (max, sum of exp),
+   they are combined per row in chunk order, pass 2 writes the result.
+   x is read twice from memory, out written once. */
+static int FN(rows_long)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
+                         ptrdiff_t n, ptrdiff_t k, int is_log, int n_threads, int nt)
+{
+    const ptrdiff_t C = fsm_cfg.chunk;
+    const ptrdiff_t nch = (k + C - 1) / C;
+    const ptrdiff_t units = n * nch;
+    double *part = (double *)malloc(2 * (size_t)units * sizeof(double));
+    if (!part) return -1;
+    double *pmax = part, *psum = part + units;
+    int nth = fsm_num_threads_for(n_threads, units, n * k);
+    (void)nth;
+
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nth) schedule(static) if (nth > 1)
+#endif
+    for (ptrdiff_t u = 0; u < units; u++) {
+        ptrdiff_t row = u / nch, c0 = (u % nch) * C;
+        ptrdiff_t len = k - c0 < C ? k - c0 : C;
+        const T *xr = (const T *)(x + row * xs) + c0;
+        T m = FN(row_max)(xr, len);
+        T shift = FN(is_finite)(m) ? m : 0;
+        pmax[u] = m;
+        psum[u] = FN(row_exp_sum)(xr, len, shift);
+    }
+    /* combine: pmax[row*nch] <- shift of the row, psum[row*nch] <- a */
+    for (ptrdiff_t row = 0; row < n; row++) {
+        double *pm = pmax + row * nch, *ps = psum + row * nch;
+        double M = pm[0];
+        for (ptrdiff_t c = 1; c < nch; c++) M = pm[c] > M ? pm[c] : M;
+        double shift = (is_log && !(M - M == 0)) ? 0.0 : M;
+        double S = 0.0;
+        for (ptrdiff_t c = 0; c < nch; c++) {
+            double mc = pm[c] - pm[c] == 0 ? pm[c] : 0.0;
+            if (ps[c] != 0.0)  /* an all -inf chunk adds nothing */
+                S += ps[c] * exp(mc - shift);
+        }
+        pm[0] = shift;
+        ps[0] = is_log ? log(S) : 1.0 / S;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nth) if (nth > 1)
+#endif
+    {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (ptrdiff_t u = 0; u < units; u++) {
+            ptrdiff_t row = u / nch, c0 = (u % nch) * C;
+            ptrdiff_t len = k - c0 < C ? k - c0 : C;
+            const T *xr = (const T *)(x + row * xs) + c0;
+            T *orow = (T *)(out + row * os) + c0;
+            T shift = (T)pmax[row * nch], a = (T)psum[row * nch];
+            if (is_log) FN(map_log)(xr, orow, len, a, shift, nt);
+            else FN(map_expscale)(xr, orow, len, a, shift, nt);
+        }
+        if (nt) ISA(stream_fence)();
+    }
+    free(part);
+    return 0;
+}
+
+static int FN(softmax_rows)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
+                            ptrdiff_t n, ptrdiff_t k, int is_log, int n_threads)
+{
+    const ptrdiff_t row_bytes = k * (ptrdiff_t)sizeof(T);
+    const int nt = fsm_cfg.nt_min_bytes > 0 && n * row_bytes >= fsm_cfg.nt_min_bytes;
+    if (row_bytes > fsm_cfg.long_row_bytes)
+        return FN(rows_long)(x, xs, out, os, n, k, is_log, n_threads, nt);
+    const int use_scratch = !is_log && row_bytes >= fsm_cfg.scratch_min_bytes;
+    const int nth = fsm_num_threads_for(n_threads, n, n * k);
+    if (nth == 1) {
+        T *scratch = use_scratch ? FN(alloc_row)(k) : NULL;
+        for (ptrdiff_t i = 0; i < n; i++)
+            FN(row_incache)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log, scratch, nt);
+        free(scratch);
+        if (nt) ISA(stream_fence)();
+        return 0;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nth)
+    {
+        T *scratch = use_scratch ? FN(alloc_row)(k) : NULL;
+#pragma omp for schedule(static)
+        for (ptrdiff_t i = 0; i < n; i++)
+            FN(row_incache)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log, scratch, nt);
+        free(scratch);
+        if (nt) ISA(stream_fence)();
+    }
+#endif
+    return 0;
+}
+
+/* ---- softmax of columns --------------------------------------------------- */
+
+/* One block of cb (<= FSM_MAX_COL_BLOCK) adjacent columns of a (k, inner)
+   slab: pass 1 keeps a running max and a running sum of exp (rescaled when
+   the max grows, once per group of rows), pass 2 writes the result.  x is
+   read twice, out written once; no transposed copy. */
+static void FN(col_block)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
+                          ptrdiff_t k, ptrdiff_t cb, int is_log, int nt)
+{
+    enum { NV_MAX = FSM_MAX_COL_BLOCK / (FSM_VB / sizeof(T)) };
+    VT mv[NV_MAX];
+    ACC sv[NV_MAX];
+    T pa[FSM_MAX_COL_BLOCK + 64 / sizeof(T)], pb[FSM_MAX_COL_BLOCK + 64 / sizeof(T)];
+    const T ninf = -(T)INFINITY;
+    const ptrdiff_t nv = (cb + W - 1) / W, rem = cb % W;
+    ptrdiff_t G = fsm_cfg.col_group;
+    if (G < 1) G = 1;
+    if (G > FSM_MAX_COL_GROUP) G = FSM_MAX_COL_GROUP;
+
+    for (ptrdiff_t v = 0; v < nv; v++) {
+        mv[v] = FN(splat)(ninf);
+        sv[v] = (ACC){0};
+    }
+    for (ptrdiff_t r0 = 0; r0 < k; r0 += G) {
+        const ptrdiff_t g = k - r0 < G ? k - r0 : G;
+        for (ptrdiff_t v = 0; v < nv; v++) {
+            const ptrdiff_t width = (v == nv - 1 && rem) ? rem : W;
+            VT xv[FSM_MAX_COL_GROUP];
+            VT gm = FN(splat)(ninf);
+            for (ptrdiff_t r = 0; r < g; r++) {
+                const T *p = (const T *)(x + (r0 + r) * xs) + v * W;
+                xv[r] = width == W ? FN(load)(p) : FN(load_part)(p, width, ninf);
+                gm = FN(vmax)(gm, xv[r]);
+            }
+            VT mo = mv[v], mn = FN(vmax)(mo, gm);
+            ACC wo = WIDEN(mo), wn = WIDEN(mn);
+            ACC scale = ACC_EXP(wo - wn);
+            ACCI same = wo == wn;  /* also -inf == -inf and inf == inf */
+            scale = (ACC)((same & (ACCI)((ACC){0} + 1.0)) | (~same & (ACCI)scale));
+            ACC acc = sv[v] * scale;
+            for (ptrdiff_t r = 0; r < g; r++) {
+                VT e = VEXP(xv[r] - mn);
+                e = FN(sel)(xv[r] == ninf, FN(splat)(0), e);
+                acc += WIDEN(e);
+            }
+            sv[v] = acc;
+            mv[v] = mn;
+        }
+    }
+    /* per column: pb = shift, pa = 1/sum (softmax) or log(sum) (log) */
+    for (ptrdiff_t c = 0; c < cb; c++) {
+        T m = mv[c / W][c % W];
+        double s = sv[c / W][c % W];
+        if (is_log) {
+            if (m == (T)INFINITY) {
+                /* SciPy shifts by 0 here: the sum is exp(+inf) = inf, or
+                   NaN when the column also holds a NaN */
+                s = 0.0;
+                for (ptrdiff_t r = 0; r < k; r++)
+                    s += exp((double)((const T *)(x + r * xs))[c]);
+            }
+            pb[c] = FN(is_finite)(m) ? m : 0;
+            pa[c] = (T)log(s);
+        } else {
+            pb[c] = m;
+            pa[c] = (T)(1.0 / s);
+        }
+    }
+    for (ptrdiff_t c = cb; c < cb + W; c++) { pa[c] = 0; pb[c] = 0; }
+    /* pass 2, row by row */
+    for (ptrdiff_t r = 0; r < k; r++) {
+        const T *src = (const T *)(x + r * xs);
+        T *dst = (T *)(out + r * os);
+        ptrdiff_t i = 0;
+#define FSM_COL_OP(v, i) (is_log ? ((v) - FN(load)(pb + (i))) - FN(load)(pa + (i)) \
+                                 : VEXP((v) - FN(load)(pb + (i))) * FN(load)(pa + (i)))
+#if FSM_HAVE_STREAM
+        if (nt && cb >= 4 * W && ((uintptr_t)dst % sizeof(T)) == 0) {
+            ptrdiff_t head = (ptrdiff_t)(((FSM_VB - (uintptr_t)dst % FSM_VB) % FSM_VB) / sizeof(T));
+            if (head) {
+                FN(store_part)(dst, FSM_COL_OP(FN(load_part)(src, head, 0), 0), head);
+                i = head;
+            }
+            for (; i + W <= cb; i += W)
+                STREAM(dst + i, FSM_COL_OP(FN(load)(src + i), i));
+        }
+#endif
+        for (; i + W <= cb; i += W)
+            FN(store)(dst + i, FSM_COL_OP(FN(load)(src + i), i));
+        if (i < cb)
+            FN(store_part)(dst + i, FSM_COL_OP(FN(load_part)(src + i, cb - i, 0), i), cb - i);
+#undef FSM_COL_OP
+    }
+}
+
+static int FN(softmax_cols)(const char *x, ptrdiff_t xs0, ptrdiff_t xs1, char *out,
+                            ptrdiff_t os0, ptrdiff_t os1, ptrdiff_t outer, ptrdiff_t k,
+                            ptrdiff_t inner, int is_log, int n_threads)
+{
+    ptrdiff_t CB = fsm_cfg.col_block;
+    if (CB > FSM_MAX_COL_BLOCK) CB = FSM_MAX_COL_BLOCK;
+    CB = CB < 64 ? 64 : CB & ~(ptrdiff_t)63;
+    const ptrdiff_t nblk = (inner + CB - 1) / CB;
+    const ptrdiff_t units = outer * nblk;
+    const ptrdiff_t elems = outer * k * inner;
+    const int nt = fsm_cfg.nt_min_bytes > 0 && elems * (ptrdiff_t)sizeof(T) >= fsm_cfg.nt_min_bytes;
+    const int nth = fsm_num_threads_for(n_threads, units, elems);
+#define FSM_COL_UNIT(u)                                                          \
+    do {                                                                         \
+        ptrdiff_t o_ = (u) / nblk, j0_ = ((u) % nblk) * CB;                      \
+        ptrdiff_t cb_ = inner - j0_ < CB ? inner - j0_ : CB;                     \
+        FN(col_block)(x + o_ * xs0 + j0_ * (ptrdiff_t)sizeof(T), xs1,            \
+                      out + o_ * os0 + j0_ * (ptrdiff_t)sizeof(T), os1, k, cb_,  \
+                      is_log, nt);                                               \
+    } while (0)
+    if (nth == 1) {
+        for (ptrdiff_t u = 0; u < units; u++) FSM_COL_UNIT(u);
+        if (nt) ISA(stream_fence)();
+        return 0;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nth)
+    {
+#pragma omp for schedule(static)
+        for (ptrdiff_t u = 0; u < units; u++) FSM_COL_UNIT(u);
+        if (nt) ISA(stream_fence)();
+    }
+#endif
+#undef FSM_COL_UNIT
+    return 0;
+}
+
+/* ---- test helper ----------------------------------------------------------- */
+
+static void FN(exp_array)(const T *x, T *out, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+    for (; i + W <= n; i += W) FN(store)(out + i, VEXP(FN(load)(x + i)));
+    if (i < n) FN(store_part)(out + i, VEXP(FN(load_part)(x + i, n - i, 0)), n - i);
+}
+
+/* ---- cross-entropy --------------------------------------------------------- */
+#include "fsm_ce_body.h"
+
+#undef T
+#undef FN
+#undef W
+#undef VT
+#undef VI
+#undef ACC
+#undef ACCI
+#undef VEXP
+#undef ACC_EXP
+#undef WIDEN
+#undef STREAM

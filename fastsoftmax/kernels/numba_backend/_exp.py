@@ -1,0 +1,200 @@
+"""A vectorisable ``exp`` for Numba kernels, in plain arithmetic.
+
+PyPI's Numba/llvmlite has no SVML, so ``np.exp`` inside a loop is a scalar
+libm call and the loop does not vectorise.  This ``exp`` uses only
+multiplies, adds, compares/selects and integer shifts, which LLVM turns into
+AVX2 (or SSE2) vector code when the surrounding loop has unit stride.
+
+Algorithm (Cody-Waite range reduction, then a polynomial):
+
+* ``n = round(x / ln 2)`` with the "shifter" trick: adding ``1.5 * 2**p``
+  (``p`` = mantissa bits) rounds to an integer that also sits in the low bits
+  of the sum, so the integer is read back by a bit cast (no float->int
+  conversion, which AVX2 lacks for 64-bit integers);
+* ``r = x - n*ln2_hi - n*ln2_lo`` with ``|r| <= ln2/2`` (``ln2_hi`` has
+  trailing zero bits, so ``n*ln2_hi`` is exact);
+* ``exp(r)`` by a Taylor polynomial (degree 13 for float64, 7 for float32:
+  truncation error far below half an ulp) in Horner form;
+* ``2**n`` built from bits as ``2**n1 * 2**n2`` with ``n1 = floor(n/2)``, so
+  that the result overflows to ``inf`` and underflows through the subnormal
+  range with a single final rounding, as ``np.exp`` does.
+
+Special values: ``NaN -> NaN`` (the clamps below are written so that a NaN
+passes through them), ``-inf -> 0``, ``+inf -> inf``.  Measured accuracy: see
+``tests/test_numba_backend.py`` (about 1 ulp in both precisions).
+
+Never compile these with ``fastmath``'s ``reassoc``: LLVM would fold
+``(t + SHIFT) - SHIFT`` to ``t`` and break the rounding trick.  They are
+plain ``njit`` functions (not inlined at the Numba level), so LLVM inlines
+them into the calling loop with their own strict floating-point flags,
+whatever flags the caller uses.
+"""
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
+
+__all__ = ["exp64", "exp32", "fexp", "fmax", "vexp", "like"]
+
+
+@intrinsic
+def _pow2_from_shifted(typingctx, kd):
+    """``2.0**n`` from ``kd = n + SHIFT`` (``SHIFT = 1.5 * 2**mant``).
+
+    ``kd``'s bits are ``SHIFT``'s bits plus ``n`` in two's complement, and the
+    low ``bits - mant`` bits of ``SHIFT`` are zero, so ``bits(kd) << mant``
+    is ``n << mant``; adding the exponent bias gives the bits of ``2.0**n``
+    (for a normal result, ``-bias < n <= bias``).  Done in LLVM IR at the
+    float's own width: Numba would widen int32 arithmetic to int64.
+    """
+    if kd == types.float64:
+        fty, ity, mant, bias = ir.DoubleType(), ir.IntType(64), 52, 1023
+    elif kd == types.float32:
+        fty, ity, mant, bias = ir.FloatType(), ir.IntType(32), 23, 127
+    else:
+        return None
+    sig = kd(kd)
+
+    def codegen(context, builder, signature, args):
+        bits = builder.bitcast(args[0], ity)
+        bits = builder.shl(bits, ir.Constant(ity, mant))
+        bits = builder.add(bits, ir.Constant(ity, bias << mant))
+        return builder.bitcast(bits, fty)
+
+    return sig, codegen
+
+
+@intrinsic
+def fmax(typingctx, a, b):
+    """``llvm.maxnum``: the larger of two floats, ignoring a NaN operand.
+
+    Unlike a compare-and-select, LLVM vectorises a ``maxnum`` reduction
+    without fast-math flags.  A NaN is ignored here; the kernels let it
+    propagate through the sum instead (``exp(NaN - m)`` is NaN).
+    """
+    if a != b or a not in (types.float32, types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ty = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.maxnum", [ty], ir.FunctionType(ty, [ty, ty]))
+        return builder.call(fn, args)
+
+    return a(a, b), codegen
+
+
+def like(value, ref):
+    """``value`` converted to the float type of ``ref`` (Numba only)."""
+    raise NotImplementedError("like is only callable from Numba-compiled code")
+
+
+@overload(like, jit_options={"cache": True})
+def _like_impl(value, ref):
+    if ref == types.float32:
+        return lambda value, ref: np.float32(value)
+    if ref == types.float64:
+        return lambda value, ref: np.float64(value)
+    return None
+
+
+# ---------------------------------------------------------------- float64
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01   # 0x3fe62e42fee00000: 21 trailing zero bits
+_LN2_LO = 1.90821492927058770002e-10
+_SHIFT64 = 6755399441055744.0           # 1.5 * 2**52
+# clamps: below -746 the result is 0, above 710 it is inf (exp's true range
+# is (-745.13, 709.78) for non-zero, finite results)
+_LO64 = -746.0
+_HI64 = 710.0
+
+_C64 = [1.0 / math.factorial(i) for i in range(14)]
+_C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13 = _C64[2:]
+
+
+@njit(cache=True, fastmath={"contract"})
+def exp64(x):
+    """``exp(x)`` in float64, about 1 ulp, vectorisable."""
+    # NaN compares false, so it passes both clamps unchanged
+    t = _LO64 if x < _LO64 else x
+    t = _HI64 if t > _HI64 else t
+    kd = t * _LOG2E + _SHIFT64
+    nf = kd - _SHIFT64
+    r = t - nf * _LN2_HI
+    r = r - nf * _LN2_LO
+    q = _C13
+    q = q * r + _C12
+    q = q * r + _C11
+    q = q * r + _C10
+    q = q * r + _C9
+    q = q * r + _C8
+    q = q * r + _C7
+    q = q * r + _C6
+    q = q * r + _C5
+    q = q * r + _C4
+    q = q * r + _C3
+    q = q * r + _C2
+    p = 1.0 + (r + (r * r) * q)
+    # 2**n = 2**n1 * 2**n2, n1 = floor(n / 2): each factor is a normal number
+    n1 = np.floor(nf * 0.5)
+    n2 = nf - n1
+    s1 = _pow2_from_shifted(n1 + _SHIFT64)
+    s2 = _pow2_from_shifted(n2 + _SHIFT64)
+    return (p * s1) * s2
+
+
+# ---------------------------------------------------------------- float32
+_LOG2E_F = np.float32(1.44269504)
+_LN2_HI_F = np.float32(0.693359375)     # 0x3f318000
+_LN2_LO_F = np.float32(-2.12194440e-4)
+_SHIFT32 = np.float32(12582912.0)       # 1.5 * 2**23
+_LO32 = np.float32(-104.0)
+_HI32 = np.float32(89.0)
+_HALF_F = np.float32(0.5)
+_ONE_F = np.float32(1.0)
+_D2, _D3, _D4, _D5, _D6, _D7 = [np.float32(1.0 / math.factorial(i)) for i in range(2, 8)]
+
+
+@njit(cache=True, fastmath={"contract"})
+def exp32(x):
+    """``exp(x)`` in float32, about 1 ulp, vectorisable."""
+    t = _LO32 if x < _LO32 else x
+    t = _HI32 if t > _HI32 else t
+    kd = t * _LOG2E_F + _SHIFT32
+    nf = kd - _SHIFT32
+    r = t - nf * _LN2_HI_F
+    r = r - nf * _LN2_LO_F
+    q = _D7
+    q = q * r + _D6
+    q = q * r + _D5
+    q = q * r + _D4
+    q = q * r + _D3
+    q = q * r + _D2
+    p = _ONE_F + (r + (r * r) * q)
+    n1 = np.floor(nf * _HALF_F)
+    n2 = nf - n1
+    s1 = _pow2_from_shifted(n1 + _SHIFT32)
+    s2 = _pow2_from_shifted(n2 + _SHIFT32)
+    return (p * s1) * s2
+
+
+def fexp(x):
+    """``exp`` of a float32 or float64 scalar in its own precision (Numba only)."""
+    raise NotImplementedError("fexp is only callable from Numba-compiled code")
+
+
+@overload(fexp, jit_options={"cache": True})
+def _fexp_impl(x):
+    if x == types.float32:
+        return lambda x: exp32(x)
+    if x == types.float64:
+        return lambda x: exp64(x)
+    return None
+
+
+@njit(cache=True)
+def vexp(x, out):
+    """``out[:] = exp(x)`` for 1-D arrays (testing helper)."""
+    for i in range(x.shape[0]):
+        out[i] = fexp(x[i])

@@ -234,6 +234,96 @@ def test_layouts_property(backend, layout, kind, reduction, eps, weighted, seed)
     check(backend, x, t, axis=axis, weight=w, reduction=reduction, label_smoothing=eps)
 
 
+def _assert_rows(a, n, n_classes, dtype):
+    assert isinstance(a, np.ndarray) and a.dtype == dtype and a.dtype.isnative
+    assert a.shape == (n, n_classes) and a.strides[1] == a.itemsize
+
+
+def _assert_contract(logits, target, weight, label_smoothing, grad_scale, loss, grad,
+                     n_threads, ignore_index=None):
+    """Every precondition the kernel contract promises the kernels."""
+    n, n_classes = logits.shape
+    assert n >= 1 and n_classes >= 1
+    assert logits.dtype in (np.float32, np.float64)
+    _assert_rows(logits, n, n_classes, logits.dtype)
+    if ignore_index is not None:
+        assert target.dtype == np.int64 and target.shape == (n,)
+        assert target.flags.c_contiguous
+        assert (((target >= 0) & (target < n_classes)) | (target == ignore_index)).all()
+        assert type(ignore_index) is int
+    else:
+        _assert_rows(target, n, n_classes, logits.dtype)
+        assert (target >= 0).all()
+    if weight is not None:
+        assert weight.dtype == np.float64 and weight.shape == (n_classes,)
+        assert weight.flags.c_contiguous
+    assert type(label_smoothing) is float and 0 <= label_smoothing <= 1
+    assert type(grad_scale) is float
+    assert loss.dtype == np.float64 and loss.shape == (n,) and loss.flags.c_contiguous
+    assert loss.flags.writeable
+    for other in (logits, target, weight, grad):
+        assert other is None or not np.may_share_memory(loss, other)
+    if grad is not None:
+        _assert_rows(grad, n, n_classes, logits.dtype)
+        assert grad.flags.writeable
+        same = (grad.__array_interface__["data"][0] == logits.__array_interface__["data"][0]
+                and grad.strides == logits.strides)
+        assert same or not np.may_share_memory(grad, logits)
+        assert not np.may_share_memory(grad, target)
+        assert weight is None or not np.may_share_memory(grad, weight)
+    assert type(n_threads) is int and n_threads >= 1
+
+
+@pytest.fixture
+def contract_checked(monkeypatch):
+    """Run the NumPy kernels behind a check of every contract precondition."""
+    from fastsoftmax.kernels import reference
+    index_kernel = reference.cross_entropy_index_rows
+    prob_kernel = reference.cross_entropy_prob_rows
+
+    def index_rows(logits, target, weight, ignore_index, eps, scale, loss, grad, threads):
+        _assert_contract(logits, target, weight, eps, scale, loss, grad, threads, ignore_index)
+        index_kernel(logits, target, weight, ignore_index, eps, scale, loss, grad, threads)
+
+    def prob_rows(logits, target, weight, eps, scale, loss, grad, threads):
+        _assert_contract(logits, target, weight, eps, scale, loss, grad, threads)
+        prob_kernel(logits, target, weight, eps, scale, loss, grad, threads)
+
+    monkeypatch.setattr(reference, "cross_entropy_index_rows", index_rows)
+    monkeypatch.setattr(reference, "cross_entropy_prob_rows", prob_rows)
+    return "numpy"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(layout=layouts(), kind=st.sampled_from(["index", "prob"]),
+       dtype=st.sampled_from([np.float16, np.float32, np.float64, ">f8", np.int32]),
+       out=st.sampled_from([None, "logits", "strided", "fresh"]), seed=st.integers(0, 2**16))
+def test_front_end_meets_kernel_contract(contract_checked, layout, kind, dtype, out, seed):
+    shape, axis, step, strided_axis, transpose = layout
+    rng = np.random.default_rng(seed)
+    x, t = make_case(rng, shape, axis, kind)
+    x = _strided(x.astype(dtype), step, strided_axis, transpose)
+    result_dtype = np.float64 if np.dtype(dtype).kind == "i" else np.dtype(dtype).newbyteorder("=")
+    if out == "logits" and x.dtype == result_dtype:
+        grad_out = x
+    elif out == "strided":
+        grad_out = _strided(np.zeros(shape, result_dtype), -step, strided_axis, not transpose)
+    elif out == "fresh":
+        grad_out = np.zeros(shape, result_dtype)
+    else:
+        grad_out = None
+    want_loss, want_grad = reference(x, t, axis=axis, weight=np.linspace(0.5, 1, shape[axis]),
+                                     label_smoothing=0.1)
+    loss, grad = cross_entropy_grad(x, t, axis=axis, weight=np.linspace(0.5, 1, shape[axis]),
+                                    label_smoothing=0.1, grad_out=grad_out,
+                                    backend=contract_checked)
+    assert grad_out is None or grad is grad_out
+    loss_rtol = 1e-12 if result_dtype == np.float64 else 1e-5   # float16: computed in float32
+    grad_rtol = {np.float64: 1e-12, np.float32: 1e-5, np.float16: 1e-2}[np.dtype(result_dtype).type]
+    assert_allclose(loss, want_loss, rtol=loss_rtol)
+    assert_allclose(grad, want_grad, rtol=grad_rtol, atol=grad_rtol / 10)
+
+
 # ------------------------------------------------------------------ finite differences
 
 @pytest.mark.parametrize("kind", ["index", "prob"])

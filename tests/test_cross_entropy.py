@@ -477,6 +477,19 @@ def test_partial_overlap_is_handled(backend):
     assert_allclose(p, want_grad, rtol=1e-12, atol=1e-15)
 
 
+def test_overlaps_reach_kernels_as_contracted(contract_checked):
+    rng = np.random.default_rng(17)
+    buf = rng.standard_normal((7, 5))
+    t = rng.integers(0, 5, 6)
+    cross_entropy_grad(buf[:6], t, grad_out=buf[1:], backend=contract_checked)
+    x = rng.standard_normal((6, 5))
+    p = rng.random((6, 5))
+    cross_entropy_grad(x, p, grad_out=p, backend=contract_checked)
+    both = rng.random((6, 5))
+    cross_entropy_grad(both, both, grad_out=both, backend=contract_checked)
+    cross_entropy_grad(x, t, grad_out=x, backend=contract_checked)
+
+
 # ------------------------------------------------------------------ layouts and dtypes
 
 def test_non_contiguous_and_read_only(backend):

@@ -516,7 +516,8 @@ def time_case(case, settings, progress=None):
             res = impl.fn()
             first = time.perf_counter() - t0
         except Exception as exc:
-            skipped.append({"impl": impl.name, "reason": f"{type(exc).__name__}: {exc}"})
+            skipped.append({"impl": impl.name,
+                            "reason": f"{type(exc).__name__}: {exc}".rstrip(": ")})
             continue
         err = None
         if case.check is not None and impl.checked:

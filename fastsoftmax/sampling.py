@@ -189,6 +189,15 @@ class _Sampler:
         self._position = 0
         self._lock = threading.Lock()
 
+    def __getstate__(self):  # picklable (for multiprocessing): drop the lock
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     # -- to be provided by each sampler ---------------------------------
     def _draw(self, kernels, key, start, out):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -332,6 +332,16 @@ def test_bad_arguments():
         s.sample_candidates(11, [[1]])
 
 
+def test_pickle():
+    import pickle
+    for s in (AliasSampler([1, 2, 0, 3], seed=1), UnigramSampler([1, 2], seed=2),
+              LogUniformSampler(100, seed=3), UniformSampler(7, seed=4)):
+        s.sample(5)
+        clone = pickle.loads(pickle.dumps(s))
+        assert np.array_equal(clone.sample(50), s.sample(50))  # same stream position
+        np.testing.assert_array_equal(clone.probs, s.probs)
+
+
 def test_threads_share_a_sampler(backend):
     """Concurrent unseeded calls take disjoint parts of the sampler's stream."""
     from concurrent.futures import ThreadPoolExecutor

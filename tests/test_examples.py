@@ -103,16 +103,14 @@ def test_load_corpus_caps_and_split(next_token):
     assert capped["n_files"] == 1
 
 
-@pytest.mark.skipif(fastsoftmax.sampled_softmax_loss is None,
-                    reason="sampled_softmax_loss not implemented yet")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_next_token_full_and_sampled_softmax_learn(next_token, backend):
     with fastsoftmax.use_backend(backend):
-        result = next_token.run(max_files=30, vocab=2000, dim=16, epochs=3, batch_size=128,
-                                num_sampled=64, train_tokens=8000, eval_tokens=2000, seed=0,
+        result = next_token.run(max_files=20, vocab=1000, dim=16, epochs=3, batch_size=256,
+                                num_sampled=64, train_tokens=6000, eval_tokens=1500, seed=0,
                                 verbose=False)
-    assert 500 < result["num_classes"] <= 2001
-    assert result["n_train"] == 8000 and 0 < result["n_eval"] <= 2000
+    assert result["num_classes"] == 1001  # 1000 tokens + <UNK>
+    assert result["n_train"] == 6000 and 0 < result["n_eval"] <= 1500
     for name in ("full", "sampled"):
         losses = result[name]["heldout_loss"]
         assert len(losses) == 4 and len(result[name]["epoch_seconds"]) == 3
@@ -137,3 +135,17 @@ def test_next_token_plot(next_token, tmp_path):
     next_token._plot(result, str(path), 64, messages.append)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert messages == [f"plot written to {path}"]
+
+
+def test_sampled_step_updates_only_true_and_sampled_rows(next_token):
+    rng = np.random.default_rng(0)
+    model = next_token.LogBilinear(500, 8, 2, seed=0)
+    before = model.W.copy()
+    contexts = rng.integers(0, 501, (32, 2))
+    targets = rng.integers(0, 500, 32)
+    sampler = fastsoftmax.UnigramSampler(np.arange(1, 501), distortion=0.75, seed=0)
+    loss = next_token._sampled_softmax_step(model, contexts, targets, 0.5, 16, sampler)
+    assert np.isfinite(loss) and loss > 0
+    changed = set(np.flatnonzero(np.any(model.W != before, axis=1)).tolist())
+    assert set(targets.tolist()) <= changed
+    assert len(changed) <= len(set(targets.tolist())) + 16

@@ -77,31 +77,31 @@ def alias_build(double[::1] scaled, int64_t[::1] work, uint64_t[::1] table, fall
         _build(scaled, work, table, fb)
 
 
-cdef void _alias_block(const uint64_t[::1] table, uint64_t n, uint64_t base,
-                       int64_t[::1] out, Py_ssize_t lo0, Py_ssize_t hi0) noexcept nogil:
+cdef void _alias_block(const uint64_t* table, uint64_t n, uint64_t base,
+                       int64_t* out, Py_ssize_t lo0, Py_ssize_t hi0) noexcept nogil:
     cdef uint64_t columns[CHUNK]
     cdef uint64_t fractions[CHUNK]
-    cdef Py_ssize_t lo, hi, i
+    cdef Py_ssize_t lo, hi, i, k, count
     cdef uint64_t r, u, column, entry, alias, keep
     lo = lo0
     while lo < hi0:
-        hi = lo + CHUNK
-        if hi > hi0:
-            hi = hi0
+        count = hi0 - lo
+        if count > CHUNK:
+            count = CHUNK
         # pass 1: random column and fraction of each draw (pure arithmetic)
-        for i in range(lo, hi):
-            r = _splitmix(base + (<uint64_t>i + 1) * GOLDEN)
+        for k in range(count):
+            r = _splitmix(base + (<uint64_t>(lo + k) + 1) * GOLDEN)
             u = (r >> 32) * n + (((r & LOW32) * n) >> 32)
-            columns[i - lo] = u >> 32
-            fractions[i - lo] = u & LOW32
+            columns[k] = u >> 32
+            fractions[k] = u & LOW32
         # pass 2: independent table loads, many in flight, branch-free select
-        for i in range(lo, hi):
-            column = columns[i - lo]
+        for k in range(count):
+            column = columns[k]
             entry = table[column]
-            keep = <uint64_t>(fractions[i - lo] < (entry >> 32))
+            keep = <uint64_t>(fractions[k] < (entry >> 32))
             alias = entry & LOW32
-            out[i] = <int64_t>(alias ^ ((column ^ alias) & (<uint64_t>0 - keep)))
-        lo = hi
+            out[lo + k] = <int64_t>(alias ^ ((column ^ alias) & (<uint64_t>0 - keep)))
+        lo += count
 
 
 def alias_draw(const uint64_t[::1] table, key, start, int64_t[::1] out, int n_threads=1):
@@ -109,10 +109,18 @@ def alias_draw(const uint64_t[::1] table, key, start, int64_t[::1] out, int n_th
     cdef uint64_t n = table.shape[0]
     cdef uint64_t base = <uint64_t>key + <uint64_t>start * GOLDEN
     cdef Py_ssize_t n_blocks = (m + BLOCK - 1) // BLOCK, b
+    cdef const uint64_t* table_ptr = &table[0]
+    cdef int64_t* out_ptr = &out[0]
+    if m == 0:
+        return
     if n_threads < 1:
         n_threads = 1
+    if n_threads == 1 or n_blocks == 1:
+        with nogil:
+            _alias_block(table_ptr, n, base, out_ptr, 0, m)
+        return
     for b in prange(n_blocks, nogil=True, num_threads=n_threads, schedule="static"):
-        _alias_block(table, n, base, out, b * BLOCK, min((b + 1) * BLOCK, m))
+        _alias_block(table_ptr, n, base, out_ptr, b * BLOCK, min((b + 1) * BLOCK, m))
 
 
 def uniform_draw(num_classes, key, start, int64_t[::1] out, int n_threads=1):

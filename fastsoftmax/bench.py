@@ -420,15 +420,30 @@ def sampled_softmax_impls(num_classes, dim, batch, num_sampled, dtype, backends,
                           "with use_backend(NAME): sampled_softmax_loss(W, b, labels, inputs, "
                           "num_sampled, num_classes, seed=0, return_grad=True)", sampled, backend=b))
 
+    # the full-softmax comparison runs on the default backend, or on the first
+    # backend whose cross_entropy_grad works while some are still being written
+    full_backend = None
+    probe = np.zeros((2, 3), dtype=typ)
+    for name in ["auto", *backends]:
+        try:
+            fastsoftmax.cross_entropy_grad(probe, np.array([0, 2]), grad_out=probe.copy(),
+                                           backend=name)
+        except Exception:
+            continue
+        full_backend = name
+        break
+    if full_backend is None:
+        return impls, ["full softmax baseline skipped: no backend runs cross_entropy_grad yet"]
+
     def full():
         logits = inputs @ weights.T
         logits += biases
         loss, g = fastsoftmax.cross_entropy_grad(logits, labels[:, 0], reduction="sum",
-                                                 grad_out=logits)
+                                                 grad_out=logits, backend=full_backend)
         return loss, g @ weights, g.T @ inputs, g.sum(axis=0)
     impls.append(Impl("full", "logits = inputs @ W.T + b; cross_entropy_grad(logits, y, "
-                      "reduction='sum', grad_out=logits); grads of inputs, W, b by matmul",
-                      full, backend="auto"))
+                      f"reduction='sum', grad_out=logits, backend={full_backend!r}); "
+                      "grads of inputs, W, b by matmul", full, backend=full_backend))
     return impls, []
 
 
@@ -449,19 +464,23 @@ def _fmt_time(t):
 class Progress:
     """Progress on stderr: one rewritten line on a terminal, plain lines otherwise."""
 
-    def __init__(self, total, stream=None, enabled=True):
+    def __init__(self, total, stream=None, enabled=True, weights=None):
         self.total = total
         self.stream = sys.stderr if stream is None else stream
         self.enabled = enabled
         self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
         self.done = 0
+        # expected relative cost of each case, for the time-left estimate
+        self.weights = list(weights) if weights is not None else [1.0] * total
         self.t0 = time.perf_counter()
 
     def _eta(self):
         if not self.done:
             return ""
         el = time.perf_counter() - self.t0
-        return f", ~{_fmt_duration(el / self.done * (self.total - self.done))} left"
+        done_w = sum(self.weights[:self.done]) or 1.0
+        left_w = sum(self.weights[self.done:])
+        return f", ~{_fmt_duration(el / done_w * left_w)} left"
 
     def start(self, label):
         if not self.enabled:
@@ -764,7 +783,7 @@ _GUESS = {"copy": 1.0, "scipy": 9.0, "numpy": 7.0, "torch": 5.0, "numpy-backend"
 
 
 def _estimate(plan, settings, impl_names):
-    """Rough seconds for a plan, from a quick copy-bandwidth probe."""
+    """Rough seconds for each case of a plan, from a quick copy-bandwidth probe."""
     a = np.ones(4 << 20, dtype=np.float64)
     b = np.empty_like(a)
     np.copyto(b, a)
@@ -772,7 +791,8 @@ def _estimate(plan, settings, impl_names):
     for _ in range(5):
         np.copyto(b, a)
     per_byte = (time.perf_counter() - t0) / 5 / a.nbytes
-    total = 3.0  # imports, first calls
+    fixed_rounds = settings.rounds or settings.min_rounds
+    out = []
     for op, shape, dtype, axis in plan:
         if op in ("softmax", "log_softmax", "cross_entropy_grad"):
             nbytes = math.prod(shape) * np.dtype(dtype).itemsize
@@ -781,14 +801,14 @@ def _estimate(plan, settings, impl_names):
             per_round = max(factor * copy_t, settings.min_sample * len(impl_names))
             rounds = settings.rounds or min(settings.max_rounds, max(settings.min_rounds,
                                                                      math.ceil(settings.case_budget / per_round)))
-            total += per_round * (rounds + 2) + nbytes * per_byte * 20  # + data generation
+            out.append(per_round * (rounds + 2) + nbytes * per_byte * 20)  # + data generation
         elif op == "sampler":
             draws = shape[1] if len(shape) > 1 else 1
-            total += (settings.rounds or settings.min_rounds + 2) * draws * 2.5e-7 + 0.5
+            out.append((fixed_rounds + 2) * draws * 2.5e-7 + 0.5)
         else:  # sampled softmax: the full-softmax comparison dominates
             v, d, bt, s = shape
-            total += (settings.rounds or settings.min_rounds + 2) * (6 * v * d * bt / 2e10) + 1
-    return total
+            out.append((fixed_rounds + 2) * (6 * v * d * bt / 2e10) + 1)
+    return out
 
 
 def _build_plan(ops, dtypes, size):
@@ -852,9 +872,10 @@ def run_benchmarks(ops=OPS, dtypes=("float32", "float64"), size="full", threads=
                   + [backend_impl_name(b) for b in backends] + ["auto"])
     if impls is not None:
         impl_names = [n for n in impl_names if n in impls]
-    est = _estimate(plan, settings, impl_names)
+    case_est = _estimate(plan, settings, impl_names)
+    est = 3.0 + sum(case_est)  # + imports and first calls
     notes = []
-    prog = Progress(len(plan), stream=stream, enabled=progress)
+    prog = Progress(len(plan), stream=stream, enabled=progress, weights=case_est)
     prog.note(f"fastsoftmax bench: {len(plan)} cases, {threads} thread(s), backends: "
               f"{', '.join(backends) or 'none'}; this will take about {_fmt_duration(est)} "
               "(rough estimate)")

@@ -88,6 +88,8 @@ def _extensions():
         exts.append(Extension(
             name, [pyx],
             include_dirs=[np.get_include(), CY_DIR],
+            # the C kernels live in headers: rebuild when one changes
+            depends=sorted(glob.glob(os.path.join(CY_DIR, "*.h"))),
             define_macros=macros,
             extra_compile_args=cflags + omp_c,
             extra_link_args=omp_l,

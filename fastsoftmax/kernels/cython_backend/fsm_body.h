@@ -10,21 +10,22 @@
 #if FSM_F32
 #define VT ISA(vf)
 #define VI ISA(vi)
-#define ACC ISA(vd2)   /* sums of float rows are accumulated in double */
-#define ACCI ISA(vl2)
 #define VEXP ISA(exp_vf)
-#define ACC_EXP ISA(exp_vd2)
-#define WIDEN(v) __builtin_convertvector((v), ACC)
 #define STREAM ISA(stream_vf)
+/* sums of float rows are accumulated in double: an accumulator is a pair of
+   double vectors (low and high lanes) */
+#define ACC_DECL(a) ISA(vd) a##_lo = {0}, a##_hi = {0}
+#define ACC_ADD(a, e) do { VT e_ = (e); a##_lo += ISA(widen_lo)(e_); \
+                           a##_hi += ISA(widen_hi)(e_); } while (0)
+#define ACC_HSUM2(a, b) FN(hsumd)((a##_lo + b##_lo) + (a##_hi + b##_hi))
 #else
 #define VT ISA(vd)
 #define VI ISA(vl)
-#define ACC ISA(vd)
-#define ACCI ISA(vl)
 #define VEXP ISA(exp_vd)
-#define ACC_EXP ISA(exp_vd)
-#define WIDEN(v) (v)
 #define STREAM ISA(stream_vd)
+#define ACC_DECL(a) VT a = {0}
+#define ACC_ADD(a, e) (a += (e))
+#define ACC_HSUM2(a, b) FN(hsumd)(a + b)
 #endif
 
 /* ---- small vector helpers ---------------------------------------------- */
@@ -34,17 +35,30 @@ FSM_INLINE void FN(store)(T *p, VT v) { memcpy(p, &v, sizeof v); }
 FSM_INLINE VT FN(splat)(T c) { return (VT){0} + c; }
 FSM_INLINE VT FN(sel)(VI m, VT a, VT b) { return (VT)((m & (VI)a) | (~m & (VI)b)); }
 /* max that ignores NaN in b (NaN rows are caught later by the sum) */
-FSM_INLINE VT FN(vmax)(VT a, VT b) { return FN(sel)(b > a, b, a); }
-/* the first r (< W) elements of p, the other lanes set to fill */
+#if FSM_F32
+FSM_INLINE VT FN(vmax)(VT a, VT b) { return ISA(max_f)(a, b); }
+FSM_INLINE int FN(any)(VI m) { return ISA(any_f)(m); }
+#else
+FSM_INLINE VT FN(vmax)(VT a, VT b) { return ISA(max_d)(a, b); }
+FSM_INLINE int FN(any)(VI m) { return ISA(any_d)(m); }
+#endif
+/* the first r (0 <= r < W) elements of p, the other lanes set to fill; never
+   touches p[r:] (masked loads where the ISA has them) */
 FSM_INLINE VT FN(load_part)(const T *p, ptrdiff_t r, T fill)
 {
-    VT v = FN(splat)(fill);
-    for (ptrdiff_t j = 0; j < r; j++) v[j] = p[j];
-    return v;
+#if FSM_F32
+    return ISA(load_part_f)(p, r, fill);
+#else
+    return ISA(load_part_d)(p, r, fill);
+#endif
 }
 FSM_INLINE void FN(store_part)(T *p, VT v, ptrdiff_t r)
 {
-    for (ptrdiff_t j = 0; j < r; j++) p[j] = v[j];
+#if FSM_F32
+    ISA(store_part_f)(p, v, r);
+#else
+    ISA(store_part_d)(p, v, r);
+#endif
 }
 FSM_INLINE T FN(hmax)(VT v)
 {
@@ -52,10 +66,10 @@ FSM_INLINE T FN(hmax)(VT v)
     for (ptrdiff_t j = 1; j < W; j++) m = v[j] > m ? v[j] : m;
     return m;
 }
-FSM_INLINE double FN(hsum)(ACC a)
+FSM_INLINE double FN(hsumd)(ISA(vd) a)
 {
     double s = a[0];
-    for (ptrdiff_t j = 1; j < W; j++) s += a[j];
+    for (ptrdiff_t j = 1; j < (ptrdiff_t)(FSM_VB / sizeof(double)); j++) s += a[j];
     return s;
 }
 FSM_INLINE int FN(is_finite)(T v) { return v - v == 0; }
@@ -83,28 +97,29 @@ static inline T FN(row_max)(const T *x, ptrdiff_t k)
    written to dst[0:k] when dst is not NULL (dst may be x). */
 FSM_INLINE double FN(row_exp_sum_)(const T *x, T *dst, ptrdiff_t k, T shift, int write)
 {
-    ACC a0 = {0}, a1 = {0};
+    ACC_DECL(a0);
+    ACC_DECL(a1);
     ptrdiff_t i = 0;
     for (; i + 2 * W <= k; i += 2 * W) {
         VT e0 = VEXP(FN(load)(x + i) - shift);
         VT e1 = VEXP(FN(load)(x + i + W) - shift);
         if (write) { FN(store)(dst + i, e0); FN(store)(dst + i + W, e1); }
-        a0 += WIDEN(e0);
-        a1 += WIDEN(e1);
+        ACC_ADD(a0, e0);
+        ACC_ADD(a1, e1);
     }
     for (; i + W <= k; i += W) {
         VT e0 = VEXP(FN(load)(x + i) - shift);
         if (write) FN(store)(dst + i, e0);
-        a0 += WIDEN(e0);
+        ACC_ADD(a0, e0);
     }
     if (i < k) {
         ptrdiff_t r = k - i;
         VT e = VEXP(FN(load_part)(x + i, r, 0) - shift);
         for (ptrdiff_t j = r; j < W; j++) e[j] = 0;
         if (write) FN(store_part)(dst + i, e, r);
-        a1 += WIDEN(e);
+        ACC_ADD(a1, e);
     }
-    return FN(hsum)(a0 + a1);
+    return ACC_HSUM2(a0, a1);
 }
 static double FN(row_exp_sum)(const T *x, ptrdiff_t k, T shift)
 { return FN(row_exp_sum_)(x, NULL, k, shift, 0); }
@@ -296,8 +311,14 @@ static void FN(col_block)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
                           ptrdiff_t k, ptrdiff_t cb, int is_log, int nt)
 {
     enum { NV_MAX = FSM_MAX_COL_BLOCK / (FSM_VB / sizeof(T)) };
+    typedef ISA(vd) VD;
+    typedef ISA(vl) VL;
     VT mv[NV_MAX];
-    ACC sv[NV_MAX];
+#if FSM_F32
+    VD sv[2 * NV_MAX];   /* running sums in double: low and high lanes */
+#else
+    VD sv[NV_MAX];
+#endif
     T pa[FSM_MAX_COL_BLOCK + 64 / sizeof(T)], pb[FSM_MAX_COL_BLOCK + 64 / sizeof(T)];
     const T ninf = -(T)INFINITY;
     const ptrdiff_t nv = (cb + W - 1) / W, rem = cb % W;
@@ -305,40 +326,65 @@ static void FN(col_block)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
     if (G < 1) G = 1;
     if (G > FSM_MAX_COL_GROUP) G = FSM_MAX_COL_GROUP;
 
-    for (ptrdiff_t v = 0; v < nv; v++) {
-        mv[v] = FN(splat)(ninf);
-        sv[v] = (ACC){0};
-    }
+    /* Invariant, per column: sv = sum over the rows seen of exp(x - sh(mv)),
+       with mv the running max and sh(m) = m, or 0 when m = -inf (so that
+       -inf entries add exp(-inf) = 0 and never -inf - -inf = NaN).  When the
+       max grows, the sum is rescaled by exp(sh(old) - sh(new)), in double;
+       a zero sum stays zero (no 0 * inf) and NaN stays NaN. */
+    for (ptrdiff_t v = 0; v < nv; v++) mv[v] = FN(splat)(ninf);
+    for (ptrdiff_t v = 0; v < (FSM_F32 ? 2 : 1) * nv; v++) sv[v] = (VD){0};
     for (ptrdiff_t r0 = 0; r0 < k; r0 += G) {
         const ptrdiff_t g = k - r0 < G ? k - r0 : G;
         for (ptrdiff_t v = 0; v < nv; v++) {
             const ptrdiff_t width = (v == nv - 1 && rem) ? rem : W;
             VT xv[FSM_MAX_COL_GROUP];
             VT gm = FN(splat)(ninf);
+            /* rows are far apart: prefetch the next group, line by line */
+            const int pf = r0 + 2 * G <= k && ((v * W * (ptrdiff_t)sizeof(T)) & 63) == 0;
             for (ptrdiff_t r = 0; r < g; r++) {
                 const T *p = (const T *)(x + (r0 + r) * xs) + v * W;
+                if (pf) __builtin_prefetch((const char *)p + G * xs, 0, 3);
                 xv[r] = width == W ? FN(load)(p) : FN(load_part)(p, width, ninf);
                 gm = FN(vmax)(gm, xv[r]);
             }
             VT mo = mv[v], mn = FN(vmax)(mo, gm);
-            ACC wo = WIDEN(mo), wn = WIDEN(mn);
-            ACC scale = ACC_EXP(wo - wn);
-            ACCI same = wo == wn;  /* also -inf == -inf and inf == inf */
-            scale = (ACC)((same & (ACCI)((ACC){0} + 1.0)) | (~same & (ACCI)scale));
-            ACC acc = sv[v] * scale;
-            for (ptrdiff_t r = 0; r < g; r++) {
-                VT e = VEXP(xv[r] - mn);
-                e = FN(sel)(xv[r] == ninf, FN(splat)(0), e);
-                acc += WIDEN(e);
+            VT shn = (VT)(~(VI)(mn == ninf) & (VI)mn);   /* sh(mn) */
+            VT e = VEXP(xv[0] - shn);
+            for (ptrdiff_t r = 1; r < g; r++) e += VEXP(xv[r] - shn);
+            if (FN(any)(mn > mo)) {
+                VT sho = (VT)(~(VI)(mo == ninf) & (VI)mo);
+#if FSM_F32
+                VD dl = ISA(widen_lo)(sho) - ISA(widen_lo)(shn);
+                VD dh = ISA(widen_hi)(sho) - ISA(widen_hi)(shn);
+                VD sl = sv[2 * v], sh = sv[2 * v + 1];
+                VL kl = (dl == 0) | (sl == 0), kh = (dh == 0) | (sh == 0);
+                VD scl = ISA(exp_vd)((VD)(~kl & (VL)dl)), sch = ISA(exp_vd)((VD)(~kh & (VL)dh));
+                sv[2 * v] = sl * scl;
+                sv[2 * v + 1] = sh * sch;
+#else
+                VD d = sho - shn, sl = sv[v];
+                VL kl = (d == 0) | (sl == 0);
+                sv[v] = sl * ISA(exp_vd)((VD)(~kl & (VL)d));
+#endif
             }
-            sv[v] = acc;
+#if FSM_F32
+            sv[2 * v] += ISA(widen_lo)(e);
+            sv[2 * v + 1] += ISA(widen_hi)(e);
+#else
+            sv[v] += e;
+#endif
             mv[v] = mn;
         }
     }
     /* per column: pb = shift, pa = 1/sum (softmax) or log(sum) (log) */
     for (ptrdiff_t c = 0; c < cb; c++) {
         T m = mv[c / W][c % W];
+#if FSM_F32
+        const ptrdiff_t hw = W / 2;  /* doubles per vector */
+        double s = sv[2 * (c / W) + (c % W) / hw][(c % W) % hw];
+#else
         double s = sv[c / W][c % W];
+#endif
         if (is_log) {
             if (m == (T)INFINITY) {
                 /* SciPy shifts by 0 here: the sum is exp(+inf) = inf, or
@@ -360,6 +406,9 @@ static void FN(col_block)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
         const T *src = (const T *)(x + r * xs);
         T *dst = (T *)(out + r * os);
         ptrdiff_t i = 0;
+        if (r + 2 < k)  /* prefetch two rows ahead */
+            for (ptrdiff_t c = 0; c < cb; c += 64 / (ptrdiff_t)sizeof(T))
+                __builtin_prefetch((const char *)(src + c) + 2 * xs, 0, 3);
 #define FSM_COL_OP(v, i) (is_log ? ((v) - FN(load)(pb + (i))) - FN(load)(pa + (i)) \
                                  : VEXP((v) - FN(load)(pb + (i))) * FN(load)(pa + (i)))
 #if FSM_HAVE_STREAM
@@ -435,9 +484,8 @@ static void FN(exp_array)(const T *x, T *out, ptrdiff_t n)
 #undef W
 #undef VT
 #undef VI
-#undef ACC
-#undef ACCI
 #undef VEXP
-#undef ACC_EXP
-#undef WIDEN
 #undef STREAM
+#undef ACC_DECL
+#undef ACC_ADD
+#undef ACC_HSUM2

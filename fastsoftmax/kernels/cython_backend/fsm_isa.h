@@ -9,9 +9,31 @@ typedef float ISA(vf) __attribute__((vector_size(FSM_VB)));
 typedef int32_t ISA(vi) __attribute__((vector_size(FSM_VB)));
 typedef double ISA(vd) __attribute__((vector_size(FSM_VB)));
 typedef int64_t ISA(vl) __attribute__((vector_size(FSM_VB)));
-/* doubles with as many lanes as ISA(vf): float sums are accumulated in double */
-typedef double ISA(vd2) __attribute__((vector_size(2 * FSM_VB)));
-typedef int64_t ISA(vl2) __attribute__((vector_size(2 * FSM_VB)));
+
+/*
+ * exp(r) for |r| <= ln(2)/2 as 1 + (r + r^2 q(r)), q the Taylor polynomial
+ * of (exp(r) - 1 - r) / r^2 (degree 11 for double: truncation < 5e-18;
+ * degree 5 for float: < 6e-9), evaluated in Estrin's scheme: short
+ * dependency chains, so that several vectors are in flight at once.
+ */
+#define FSM_EXP_POLY_F64(r) __extension__ ({                                    \
+    __typeof__(r) r_ = (r), r2_ = r_ * r_, r4_ = r2_ * r2_, r8_ = r4_ * r4_;    \
+    __typeof__(r) p0_ = (1.0 / 6.0) * r_ + 0.5;                                 \
+    __typeof__(r) p1_ = (1.0 / 120.0) * r_ + (1.0 / 24.0);                      \
+    __typeof__(r) p2_ = (1.0 / 5040.0) * r_ + (1.0 / 720.0);                    \
+    __typeof__(r) p3_ = (1.0 / 362880.0) * r_ + (1.0 / 40320.0);                \
+    __typeof__(r) p4_ = (1.0 / 39916800.0) * r_ + (1.0 / 3628800.0);            \
+    __typeof__(r) p5_ = (1.0 / 6227020800.0) * r_ + (1.0 / 479001600.0);        \
+    __typeof__(r) q_ = (p0_ + r2_ * p1_) + r4_ * (p2_ + r2_ * p3_)              \
+                       + r8_ * (p4_ + r2_ * p5_);                               \
+    (q_ * r2_ + r_) + 1.0; })
+#define FSM_EXP_POLY_F32(r) __extension__ ({                                    \
+    __typeof__(r) r_ = (r), r2_ = r_ * r_, r4_ = r2_ * r2_;                     \
+    __typeof__(r) p0_ = (1.0f / 6.0f) * r_ + 0.5f;                              \
+    __typeof__(r) p1_ = (1.0f / 120.0f) * r_ + (1.0f / 24.0f);                  \
+    __typeof__(r) p2_ = (1.0f / 5040.0f) * r_ + (1.0f / 720.0f);                \
+    __typeof__(r) q_ = (p0_ + r2_ * p1_) + r4_ * p2_;                           \
+    (q_ * r2_ + r_) + 1.0f; })
 
 /*
  * exp in plain arithmetic, vectorised, for double.
@@ -23,7 +45,7 @@ typedef int64_t ISA(vl2) __attribute__((vector_size(2 * FSM_VB)));
  * Special values: NaN stays NaN (the clamps below compare false on NaN),
  * -inf gives +0, +inf gives +inf.  Accuracy: about 1 ulp.
  */
-#define FSM_DEFINE_EXP_F64(NAME, VD, VL)                                      \
+#define FSM_DEFINE_EXP_F64_FULL(NAME, VD, VL)                                      \
 FSM_INLINE VD NAME(VD x)                                                      \
 {                                                                             \
     const double shift = 0x1.8p52;                                            \
@@ -34,19 +56,7 @@ FSM_INLINE VD NAME(VD x)                                                      \
     VD n = kd - shift;                                                        \
     VD r = x - n * 6.93147180369123816490e-01;                                \
     r = r - n * 1.90821492927058770002e-10;                                   \
-    VD p = r * (1.0 / 6227020800.0) + (1.0 / 479001600.0);                    \
-    p = p * r + (1.0 / 39916800.0);                                           \
-    p = p * r + (1.0 / 3628800.0);                                            \
-    p = p * r + (1.0 / 362880.0);                                             \
-    p = p * r + (1.0 / 40320.0);                                              \
-    p = p * r + (1.0 / 5040.0);                                               \
-    p = p * r + (1.0 / 720.0);                                                \
-    p = p * r + (1.0 / 120.0);                                                \
-    p = p * r + (1.0 / 24.0);                                                 \
-    p = p * r + (1.0 / 6.0);                                                  \
-    p = p * r + 0.5;                                                          \
-    p = p * r + 1.0;                                                          \
-    p = p * r + 1.0;                                                          \
+    VD p = FSM_EXP_POLY_F64(r);                                               \
     VD h1 = (n * 0.5 + shift) - shift;  /* round-half-even(n / 2) */          \
     VD h2 = n - h1;                                                           \
     VL e1 = ((VL)(h1 + shift) + 1023) << 52;                                  \
@@ -54,12 +64,11 @@ FSM_INLINE VD NAME(VD x)                                                      \
     return (p * (VD)e1) * (VD)e2;                                             \
 }
 
-FSM_DEFINE_EXP_F64(ISA(exp_vd), ISA(vd), ISA(vl))
-FSM_DEFINE_EXP_F64(ISA(exp_vd2), ISA(vd2), ISA(vl2))
+FSM_DEFINE_EXP_F64_FULL(ISA(exp_vd_full), ISA(vd), ISA(vl))
 
 /* exp for float, same scheme: Taylor degree 7 (truncation < 6e-9), clamps
    at -105 (result 0) and 89 (result inf).  Accuracy: 1-2 ulp. */
-FSM_INLINE ISA(vf) ISA(exp_vf)(ISA(vf) x)
+FSM_INLINE ISA(vf) ISA(exp_vf_full)(ISA(vf) x)
 {
     typedef ISA(vf) VF;
     typedef ISA(vi) VI;
@@ -71,19 +80,128 @@ FSM_INLINE ISA(vf) ISA(exp_vf)(ISA(vf) x)
     VF n = kd - shift;
     VF r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
-    VF p = r * (1.0f / 5040.0f) + (1.0f / 720.0f);
-    p = p * r + (1.0f / 120.0f);
-    p = p * r + (1.0f / 24.0f);
-    p = p * r + (1.0f / 6.0f);
-    p = p * r + 0.5f;
-    /* 1 + (r + r^2 q): the last two roundings are the small ones */
-    p = (p * (r * r) + r) + 1.0f;
+    VF p = FSM_EXP_POLY_F32(r);
     VF h1 = (n * 0.5f + shift) - shift;
     VF h2 = n - h1;
     VI e1 = ((VI)(h1 + shift) + 127) << 23;
     VI e2 = ((VI)(h2 + shift) + 127) << 23;
     return (p * (VF)e1) * (VF)e2;
 }
+
+/* max(a, b) that returns a when b is NaN (b > a ? b : a), and a select;
+   one instruction each on x86 */
+#if defined(FSM_X86) && FSM_VB == 64
+FSM_INLINE ISA(vf) ISA(max_f)(ISA(vf) a, ISA(vf) b) { return (ISA(vf))_mm512_max_ps((__m512)b, (__m512)a); }
+FSM_INLINE ISA(vd) ISA(max_d)(ISA(vd) a, ISA(vd) b) { return (ISA(vd))_mm512_max_pd((__m512d)b, (__m512d)a); }
+#elif defined(FSM_X86) && FSM_VB == 32
+FSM_INLINE ISA(vf) ISA(max_f)(ISA(vf) a, ISA(vf) b) { return (ISA(vf))_mm256_max_ps((__m256)b, (__m256)a); }
+FSM_INLINE ISA(vd) ISA(max_d)(ISA(vd) a, ISA(vd) b) { return (ISA(vd))_mm256_max_pd((__m256d)b, (__m256d)a); }
+#elif defined(FSM_X86) && FSM_VB == 16
+FSM_INLINE ISA(vf) ISA(max_f)(ISA(vf) a, ISA(vf) b) { return (ISA(vf))_mm_max_ps((__m128)b, (__m128)a); }
+FSM_INLINE ISA(vd) ISA(max_d)(ISA(vd) a, ISA(vd) b) { return (ISA(vd))_mm_max_pd((__m128d)b, (__m128d)a); }
+#else
+FSM_INLINE ISA(vf) ISA(max_f)(ISA(vf) a, ISA(vf) b)
+{ ISA(vi) m = b > a; return (ISA(vf))((m & (ISA(vi))b) | (~m & (ISA(vi))a)); }
+FSM_INLINE ISA(vd) ISA(max_d)(ISA(vd) a, ISA(vd) b)
+{ ISA(vl) m = b > a; return (ISA(vd))((m & (ISA(vl))b) | (~m & (ISA(vl))a)); }
+#endif
+
+/* any(mask): one instruction on x86 */
+#if defined(FSM_X86) && FSM_VB == 64
+FSM_INLINE int ISA(any_f)(ISA(vi) m) { return _mm512_test_epi32_mask((__m512i)m, (__m512i)m) != 0; }
+FSM_INLINE int ISA(any_d)(ISA(vl) m) { return _mm512_test_epi64_mask((__m512i)m, (__m512i)m) != 0; }
+#elif defined(FSM_X86) && FSM_VB == 32
+FSM_INLINE int ISA(any_f)(ISA(vi) m) { return !_mm256_testz_si256((__m256i)m, (__m256i)m); }
+FSM_INLINE int ISA(any_d)(ISA(vl) m) { return !_mm256_testz_si256((__m256i)m, (__m256i)m); }
+#elif defined(FSM_X86) && FSM_VB == 16
+FSM_INLINE int ISA(any_f)(ISA(vi) m) { return _mm_movemask_ps((__m128)m) != 0; }
+FSM_INLINE int ISA(any_d)(ISA(vl) m) { return _mm_movemask_pd((__m128d)m) != 0; }
+#else
+FSM_INLINE int ISA(any_f)(ISA(vi) m)
+{
+    int32_t a = 0;
+    for (int j = 0; j < (int)(FSM_VB / 4); j++) a |= m[j];
+    return a != 0;
+}
+FSM_INLINE int ISA(any_d)(ISA(vl) m)
+{
+    int64_t a = 0;
+    for (int j = 0; j < (int)(FSM_VB / 8); j++) a |= m[j];
+    return a != 0;
+}
+#endif
+
+/*
+ * The exp the kernels call: a short path for arguments whose result is a
+ * normal number (|x| <= 708 for double, 87 for float: no clamping, one
+ * power of two), the full path above when any lane of the vector is
+ * outside (rare: underflow towards subnormals, overflow, infinities).
+ * NaN lanes take the short path and give NaN.  Both paths agree bit for
+ * bit where both apply.
+ */
+FSM_INLINE ISA(vd) ISA(exp_vd)(ISA(vd) x)
+{
+    typedef ISA(vd) VD;
+    typedef ISA(vl) VL;
+    const double shift = 0x1.8p52;
+    VL big = (VD)((VL)x & 0x7fffffffffffffffLL) > 708.0;
+    if (__builtin_expect(ISA(any_d)(big), 0))
+        return ISA(exp_vd_full)(x);
+    VD kd = x * 1.4426950408889634 + shift;
+    VD n = kd - shift;
+    VD r = x - n * 6.93147180369123816490e-01;
+    r = r - n * 1.90821492927058770002e-10;
+    VD p = FSM_EXP_POLY_F64(r);
+    return p * (VD)(((VL)kd + 1023) << 52);
+}
+
+FSM_INLINE ISA(vf) ISA(exp_vf)(ISA(vf) x)
+{
+    typedef ISA(vf) VF;
+    typedef ISA(vi) VI;
+    const float shift = 0x1.8p23f;
+    VI big = (VF)((VI)x & 0x7fffffff) > 87.0f;
+    if (__builtin_expect(ISA(any_f)(big), 0))
+        return ISA(exp_vf_full)(x);
+    VF kd = x * 1.44269504088896341f + shift;
+    VF n = kd - shift;
+    VF r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    VF p = FSM_EXP_POLY_F32(r);
+    return p * (VF)(((VI)kd + 127) << 23);
+}
+
+/* Float to double, low and high halves of a float vector: sums of float
+   rows are accumulated in double.  (Generic vectors wider than the hardware
+   ones compile badly with GCC, so the halves are explicit.) */
+#if defined(FSM_X86) && FSM_VB == 64
+FSM_INLINE ISA(vd) ISA(widen_lo)(ISA(vf) v)
+{ return (ISA(vd))_mm512_cvtps_pd(_mm512_castps512_ps256((__m512)v)); }
+FSM_INLINE ISA(vd) ISA(widen_hi)(ISA(vf) v)
+{ return (ISA(vd))_mm512_cvtps_pd((__m256)_mm512_extractf64x4_pd((__m512d)v, 1)); }
+#elif defined(FSM_X86) && FSM_VB == 32
+FSM_INLINE ISA(vd) ISA(widen_lo)(ISA(vf) v)
+{ return (ISA(vd))_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)v)); }
+FSM_INLINE ISA(vd) ISA(widen_hi)(ISA(vf) v)
+{ return (ISA(vd))_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)v, 1)); }
+#elif defined(FSM_X86) && FSM_VB == 16
+FSM_INLINE ISA(vd) ISA(widen_lo)(ISA(vf) v) { return (ISA(vd))_mm_cvtps_pd((__m128)v); }
+FSM_INLINE ISA(vd) ISA(widen_hi)(ISA(vf) v)
+{ return (ISA(vd))_mm_cvtps_pd(_mm_movehl_ps((__m128)v, (__m128)v)); }
+#else
+FSM_INLINE ISA(vd) ISA(widen_lo)(ISA(vf) v)
+{
+    ISA(vd) r;
+    for (int j = 0; j < (int)(FSM_VB / sizeof(double)); j++) r[j] = v[j];
+    return r;
+}
+FSM_INLINE ISA(vd) ISA(widen_hi)(ISA(vf) v)
+{
+    ISA(vd) r;
+    for (int j = 0; j < (int)(FSM_VB / sizeof(double)); j++) r[j] = v[j + FSM_VB / sizeof(double)];
+    return r;
+}
+#endif
 
 /* Streaming (non-temporal) stores of one aligned vector. */
 #if defined(FSM_X86) && FSM_VB == 64
@@ -109,6 +227,64 @@ FSM_INLINE void ISA(stream_fence)(void)
     _mm_sfence();
 #endif
 }
+
+/* Partial vectors: the first r (0 <= r < lanes) elements.  Masked loads and
+   stores where the ISA has them; else an unrolled loop that the compiler
+   cannot turn into a call to memcpy (which costs more than the row). */
+#if defined(FSM_X86) && FSM_VB == 64
+FSM_INLINE ISA(vf) ISA(load_part_f)(const float *p, ptrdiff_t r, float fill)
+{ return (ISA(vf))_mm512_mask_loadu_ps(_mm512_set1_ps(fill), (__mmask16)((1u << r) - 1), p); }
+FSM_INLINE void ISA(store_part_f)(float *p, ISA(vf) v, ptrdiff_t r)
+{ _mm512_mask_storeu_ps(p, (__mmask16)((1u << r) - 1), (__m512)v); }
+FSM_INLINE ISA(vd) ISA(load_part_d)(const double *p, ptrdiff_t r, double fill)
+{ return (ISA(vd))_mm512_mask_loadu_pd(_mm512_set1_pd(fill), (__mmask8)((1u << r) - 1), p); }
+FSM_INLINE void ISA(store_part_d)(double *p, ISA(vd) v, ptrdiff_t r)
+{ _mm512_mask_storeu_pd(p, (__mmask8)((1u << r) - 1), (__m512d)v); }
+#elif defined(FSM_X86) && FSM_VB == 32
+FSM_INLINE ISA(vi) ISA(mask_f)(ptrdiff_t r)
+{ return (ISA(vi)){0, 1, 2, 3, 4, 5, 6, 7} < (int32_t)r; }
+FSM_INLINE ISA(vl) ISA(mask_d)(ptrdiff_t r)
+{ return (ISA(vl)){0, 1, 2, 3} < (int64_t)r; }
+FSM_INLINE ISA(vf) ISA(load_part_f)(const float *p, ptrdiff_t r, float fill)
+{
+    ISA(vi) m = ISA(mask_f)(r);
+    ISA(vf) v = (ISA(vf))_mm256_maskload_ps(p, (__m256i)m);
+    return (ISA(vf))((m & (ISA(vi))v) | (~m & (ISA(vi))((ISA(vf)){0} + fill)));
+}
+FSM_INLINE void ISA(store_part_f)(float *p, ISA(vf) v, ptrdiff_t r)
+{ _mm256_maskstore_ps(p, (__m256i)ISA(mask_f)(r), (__m256)v); }
+FSM_INLINE ISA(vd) ISA(load_part_d)(const double *p, ptrdiff_t r, double fill)
+{
+    ISA(vl) m = ISA(mask_d)(r);
+    ISA(vd) v = (ISA(vd))_mm256_maskload_pd(p, (__m256i)m);
+    return (ISA(vd))((m & (ISA(vl))v) | (~m & (ISA(vl))((ISA(vd)){0} + fill)));
+}
+FSM_INLINE void ISA(store_part_d)(double *p, ISA(vd) v, ptrdiff_t r)
+{ _mm256_maskstore_pd(p, (__m256i)ISA(mask_d)(r), (__m256d)v); }
+#else
+#define FSM_PART_LOOPS(SFX, TT, VV)                                           \
+FSM_INLINE VV ISA(load_part_##SFX)(const TT *p, ptrdiff_t r, TT fill)         \
+{                                                                             \
+    VV v = (VV){0} + fill;                                                    \
+    _Pragma("GCC unroll 16")                                                  \
+    for (ptrdiff_t j = 0; j < (ptrdiff_t)(FSM_VB / sizeof(TT)) - 1; j++) {    \
+        if (j >= r) break;                                                    \
+        v[j] = p[j];                                                          \
+    }                                                                         \
+    return v;                                                                 \
+}                                                                             \
+FSM_INLINE void ISA(store_part_##SFX)(TT *p, VV v, ptrdiff_t r)               \
+{                                                                             \
+    _Pragma("GCC unroll 16")                                                  \
+    for (ptrdiff_t j = 0; j < (ptrdiff_t)(FSM_VB / sizeof(TT)) - 1; j++) {    \
+        if (j >= r) break;                                                    \
+        p[j] = v[j];                                                          \
+    }                                                                         \
+}
+FSM_PART_LOOPS(f, float, ISA(vf))
+FSM_PART_LOOPS(d, double, ISA(vd))
+#undef FSM_PART_LOOPS
+#endif
 
 #define FSM_T float
 #define FSM_F32 1

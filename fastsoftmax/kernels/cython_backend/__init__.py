@@ -5,11 +5,17 @@ was not built, the import fails with ImportError and the backend registry
 reports how to get it.  The kernels implement the contract documented in
 :mod:`fastsoftmax.kernels`.
 """
-from ._kernels import softmax_cols, softmax_rows  # noqa: F401
+from ._kernels import (  # noqa: F401
+    cross_entropy_index_rows,
+    cross_entropy_prob_rows,
+    softmax_cols,
+    softmax_rows,
+)
 
 NAME = "cython"
 
-__all__ = ["NAME", "softmax_rows", "softmax_cols", "warmup"]
+__all__ = ["NAME", "softmax_rows", "softmax_cols", "cross_entropy_index_rows",
+           "cross_entropy_prob_rows", "warmup"]
 
 
 def warmup():

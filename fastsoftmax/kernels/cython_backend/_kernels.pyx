@@ -171,6 +171,147 @@ def softmax_cols(cnp.ndarray x not None, cnp.ndarray out not None, bint log, int
         raise MemoryError("softmax_cols: out of memory")
 
 
+cdef inline const double *_weight_ptr(object weight, Py_ssize_t C) except? NULL:
+    cdef cnp.ndarray w
+    if weight is None:
+        return NULL
+    w = <cnp.ndarray?>weight
+    if (cnp.PyArray_TYPE(w) != cnp.NPY_DOUBLE or not cnp.PyArray_ISNOTSWAPPED(w)
+            or cnp.PyArray_NDIM(w) != 1 or cnp.PyArray_DIMS(w)[0] != C
+            or not cnp.PyArray_IS_C_CONTIGUOUS(w) or not cnp.PyArray_ISALIGNED(w)):
+        raise ValueError(f"weight must be a contiguous float64 array of shape ({C},)")
+    return <const double *>cnp.PyArray_DATA(w)
+
+
+cdef inline double *_loss_ptr(cnp.ndarray loss, Py_ssize_t n) except NULL:
+    if (cnp.PyArray_TYPE(loss) != cnp.NPY_DOUBLE or not cnp.PyArray_ISNOTSWAPPED(loss)
+            or cnp.PyArray_NDIM(loss) != 1 or cnp.PyArray_DIMS(loss)[0] != n
+            or not cnp.PyArray_IS_C_CONTIGUOUS(loss) or not cnp.PyArray_ISALIGNED(loss)
+            or not cnp.PyArray_ISWRITEABLE(loss)):
+        raise ValueError(f"loss must be a writeable contiguous float64 array of shape ({n},)")
+    return <double *>cnp.PyArray_DATA(loss)
+
+
+cdef inline int _check_grad(cnp.ndarray logits, object grad) except -1:
+    if grad is None:
+        return 0
+    _check_same(logits, <cnp.ndarray?>grad, 2, "cross-entropy")
+    _check_unit_stride(<cnp.ndarray>grad, 1, "grad")
+    return 0
+
+
+def _ce_rc(int rc):
+    if rc == -1:
+        raise MemoryError("cross-entropy kernel: out of memory for a scratch row")
+    if rc == -3:
+        raise IndexError("target holds a class index outside [0, C) that is not ignore_index")
+    if rc != 0:
+        raise RuntimeError(f"cross-entropy kernel failed ({rc})")
+
+
+def cross_entropy_index_rows(cnp.ndarray logits not None, cnp.ndarray target not None,
+                             weight, ignore_index, double label_smoothing, double grad_scale,
+                             cnp.ndarray loss not None, grad, int n_threads):
+    """Fused softmax cross-entropy against class indices (loss and optional gradient).
+
+    See :mod:`fastsoftmax.kernels` for the contract.
+    """
+    cdef int typ = _float_type(logits, "logits")
+    if cnp.PyArray_NDIM(logits) != 2:
+        raise ValueError(f"logits must be 2-D, got {logits.ndim}-D")
+    _check_unit_stride(logits, 1, "logits")
+    _check_threads(n_threads)
+    cdef Py_ssize_t n = cnp.PyArray_DIMS(logits)[0], C = cnp.PyArray_DIMS(logits)[1]
+    if (cnp.PyArray_TYPE(target) != cnp.NPY_INT64 or not cnp.PyArray_ISNOTSWAPPED(target)
+            or cnp.PyArray_NDIM(target) != 1 or cnp.PyArray_DIMS(target)[0] != n
+            or not cnp.PyArray_IS_C_CONTIGUOUS(target) or not cnp.PyArray_ISALIGNED(target)):
+        raise ValueError(f"target must be a contiguous int64 array of shape ({n},)")
+    cdef const double *wp = _weight_ptr(weight, C)
+    cdef double *lp = _loss_ptr(loss, n)
+    _check_grad(logits, grad)
+    if n == 0:
+        return
+    if C == 0:
+        raise ValueError("logits has no classes")
+    if not cnp.PyArray_ISALIGNED(logits) or (grad is not None and not cnp.PyArray_ISALIGNED(grad)):
+        tmp = None if grad is None else np.empty((n, C), dtype=logits.dtype)
+        cross_entropy_index_rows(np.array(logits, copy=True), target, weight, ignore_index,
+                                 label_smoothing, grad_scale, loss, tmp, n_threads)
+        if grad is not None:
+            grad[...] = tmp
+        return
+    cdef int64_t ign = ignore_index
+    cdef const int64_t *tp = <const int64_t *>cnp.PyArray_DATA(target)
+    cdef const char *zp = cnp.PyArray_BYTES(logits)
+    cdef Py_ssize_t zs = cnp.PyArray_STRIDES(logits)[0], gs = 0
+    cdef char *gp = NULL
+    if grad is not None:
+        gp = cnp.PyArray_BYTES(<cnp.ndarray>grad)
+        gs = cnp.PyArray_STRIDES(<cnp.ndarray>grad)[0]
+    cdef int rc
+    with nogil:
+        if typ == cnp.NPY_FLOAT:
+            rc = fsm_ce_index_rows_f32(zp, zs, n, C, tp, wp, ign, label_smoothing,
+                                       grad_scale, lp, gp, gs, n_threads)
+        else:
+            rc = fsm_ce_index_rows_f64(zp, zs, n, C, tp, wp, ign, label_smoothing,
+                                       grad_scale, lp, gp, gs, n_threads)
+    _ce_rc(rc)
+
+
+def cross_entropy_prob_rows(cnp.ndarray logits not None, cnp.ndarray target not None,
+                            weight, double label_smoothing, double grad_scale,
+                            cnp.ndarray loss not None, grad, int n_threads):
+    """Fused softmax cross-entropy against class probabilities (loss and optional gradient).
+
+    See :mod:`fastsoftmax.kernels` for the contract.
+    """
+    cdef int typ = _float_type(logits, "logits")
+    if cnp.PyArray_NDIM(logits) != 2 or cnp.PyArray_NDIM(target) != 2:
+        raise ValueError("logits and target must be 2-D")
+    if (cnp.PyArray_DIMS(logits)[0] != cnp.PyArray_DIMS(target)[0]
+            or cnp.PyArray_DIMS(logits)[1] != cnp.PyArray_DIMS(target)[1]
+            or cnp.PyArray_TYPE(target) != typ or not cnp.PyArray_ISNOTSWAPPED(target)):
+        raise ValueError(f"target must have the shape and dtype of logits "
+                         f"({(<object>logits).shape}, {logits.dtype})")
+    _check_unit_stride(logits, 1, "logits")
+    _check_unit_stride(target, 1, "target")
+    _check_threads(n_threads)
+    cdef Py_ssize_t n = cnp.PyArray_DIMS(logits)[0], C = cnp.PyArray_DIMS(logits)[1]
+    cdef const double *wp = _weight_ptr(weight, C)
+    cdef double *lp = _loss_ptr(loss, n)
+    _check_grad(logits, grad)
+    if n == 0:
+        return
+    if C == 0:
+        raise ValueError("logits has no classes")
+    if (not cnp.PyArray_ISALIGNED(logits) or not cnp.PyArray_ISALIGNED(target)
+            or (grad is not None and not cnp.PyArray_ISALIGNED(grad))):
+        tmp = None if grad is None else np.empty((n, C), dtype=logits.dtype)
+        cross_entropy_prob_rows(np.array(logits, copy=True), np.array(target, copy=True),
+                                weight, label_smoothing, grad_scale, loss, tmp, n_threads)
+        if grad is not None:
+            grad[...] = tmp
+        return
+    cdef const char *zp = cnp.PyArray_BYTES(logits)
+    cdef const char *tq = cnp.PyArray_BYTES(target)
+    cdef Py_ssize_t zs = cnp.PyArray_STRIDES(logits)[0], ts = cnp.PyArray_STRIDES(target)[0]
+    cdef Py_ssize_t gs = 0
+    cdef char *gp = NULL
+    if grad is not None:
+        gp = cnp.PyArray_BYTES(<cnp.ndarray>grad)
+        gs = cnp.PyArray_STRIDES(<cnp.ndarray>grad)[0]
+    cdef int rc
+    with nogil:
+        if typ == cnp.NPY_FLOAT:
+            rc = fsm_ce_prob_rows_f32(zp, zs, n, C, tq, ts, wp, label_smoothing,
+                                      grad_scale, lp, gp, gs, n_threads)
+        else:
+            rc = fsm_ce_prob_rows_f64(zp, zs, n, C, tq, ts, wp, label_smoothing,
+                                      grad_scale, lp, gp, gs, n_threads)
+    _ce_rc(rc)
+
+
 # ---------------------------------------------------------------- test hooks
 
 def _exp(x):

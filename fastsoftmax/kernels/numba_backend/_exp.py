@@ -36,7 +36,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-__all__ = ["exp64", "exp32", "fexp", "fmax", "vexp", "like"]
+__all__ = ["exp64", "exp32", "fexp", "fexp_fast", "fast_min", "fmax", "fmin", "vexp", "like"]
 
 
 @intrinsic
@@ -85,6 +85,20 @@ def fmax(typingctx, a, b):
     return a(a, b), codegen
 
 
+@intrinsic
+def fmin(typingctx, a, b):
+    """``llvm.minnum``: the smaller of two floats, ignoring a NaN operand."""
+    if a != b or a not in (types.float32, types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ty = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.minnum", [ty], ir.FunctionType(ty, [ty, ty]))
+        return builder.call(fn, args)
+
+    return a(a, b), codegen
+
+
 def like(value, ref):
     """``value`` converted to the float type of ``ref`` (Numba only)."""
     raise NotImplementedError("like is only callable from Numba-compiled code")
@@ -114,11 +128,8 @@ _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13 = _C64[2:]
 
 
 @njit(cache=True, fastmath={"contract"})
-def exp64(x):
-    """``exp(x)`` in float64, about 1 ulp, vectorisable."""
-    # NaN compares false, so it passes both clamps unchanged
-    t = _LO64 if x < _LO64 else x
-    t = _HI64 if t > _HI64 else t
+def _reduce64(t):
+    """Range reduction and polynomial: ``exp(t) = p * 2**n``, ``kd = n + SHIFT``."""
     kd = t * _LOG2E + _SHIFT64
     nf = kd - _SHIFT64
     r = t - nf * _LN2_HI
@@ -136,12 +147,29 @@ def exp64(x):
     q = q * r + _C3
     q = q * r + _C2
     p = 1.0 + (r + (r * r) * q)
+    return p, nf, kd
+
+
+@njit(cache=True, fastmath={"contract"})
+def exp64(x):
+    """``exp(x)`` in float64, about 1 ulp, vectorisable, for every input."""
+    # NaN compares false, so it passes both clamps unchanged
+    t = _LO64 if x < _LO64 else x
+    t = _HI64 if t > _HI64 else t
+    p, nf, kd = _reduce64(t)
     # 2**n = 2**n1 * 2**n2, n1 = floor(n / 2): each factor is a normal number
     n1 = np.floor(nf * 0.5)
     n2 = nf - n1
     s1 = _pow2_from_shifted(n1 + _SHIFT64)
     s2 = _pow2_from_shifted(n2 + _SHIFT64)
     return (p * s1) * s2
+
+
+@njit(cache=True, fastmath={"contract"})
+def exp64_fast(x):
+    """``exp(x)`` for ``FAST_MIN64 <= x <= 709`` or NaN only (no clamps, one scaling)."""
+    p, nf, kd = _reduce64(x)
+    return p * _pow2_from_shifted(kd)
 
 
 # ---------------------------------------------------------------- float32
@@ -157,10 +185,7 @@ _D2, _D3, _D4, _D5, _D6, _D7 = [np.float32(1.0 / math.factorial(i)) for i in ran
 
 
 @njit(cache=True, fastmath={"contract"})
-def exp32(x):
-    """``exp(x)`` in float32, about 1 ulp, vectorisable."""
-    t = _LO32 if x < _LO32 else x
-    t = _HI32 if t > _HI32 else t
+def _reduce32(t):
     kd = t * _LOG2E_F + _SHIFT32
     nf = kd - _SHIFT32
     r = t - nf * _LN2_HI_F
@@ -172,11 +197,61 @@ def exp32(x):
     q = q * r + _D3
     q = q * r + _D2
     p = _ONE_F + (r + (r * r) * q)
+    return p, nf, kd
+
+
+@njit(cache=True, fastmath={"contract"})
+def exp32(x):
+    """``exp(x)`` in float32, about 1 ulp, vectorisable, for every input."""
+    t = _LO32 if x < _LO32 else x
+    t = _HI32 if t > _HI32 else t
+    p, nf, kd = _reduce32(t)
     n1 = np.floor(nf * _HALF_F)
     n2 = nf - n1
     s1 = _pow2_from_shifted(n1 + _SHIFT32)
     s2 = _pow2_from_shifted(n2 + _SHIFT32)
     return (p * s1) * s2
+
+
+@njit(cache=True, fastmath={"contract"})
+def exp32_fast(x):
+    """``exp(x)`` for ``FAST_MIN32 <= x <= 88`` or NaN only (no clamps, one scaling)."""
+    p, nf, kd = _reduce32(x)
+    return p * _pow2_from_shifted(kd)
+
+
+#: lower bound of the inputs ``fexp_fast`` accepts (2**n stays a normal number)
+FAST_MIN32 = np.float32(-87.0)
+FAST_MIN64 = -708.0
+
+
+def fast_min(x):
+    """The smallest argument ``fexp_fast`` accepts, in ``x``'s type (Numba only)."""
+    raise NotImplementedError("fast_min is only callable from Numba-compiled code")
+
+
+@overload(fast_min, jit_options={"cache": True})
+def _fast_min_impl(x):
+    if x == types.float32:
+        return lambda x: FAST_MIN32
+    if x == types.float64:
+        return lambda x: FAST_MIN64
+    return None
+
+
+def fexp_fast(x):
+    """``exp(x)`` for ``fast_min(x) <= x <= 88`` or NaN (Numba only): about
+    half the work of :func:`fexp`; callers check the range once per row."""
+    raise NotImplementedError("fexp_fast is only callable from Numba-compiled code")
+
+
+@overload(fexp_fast, jit_options={"cache": True})
+def _fexp_fast_impl(x):
+    if x == types.float32:
+        return lambda x: exp32_fast(x)
+    if x == types.float64:
+        return lambda x: exp64_fast(x)
+    return None
 
 
 def fexp(x):
@@ -198,3 +273,10 @@ def vexp(x, out):
     """``out[:] = exp(x)`` for 1-D arrays (testing helper)."""
     for i in range(x.shape[0]):
         out[i] = fexp(x[i])
+
+
+@njit(cache=True)
+def vexp_fast(x, out):
+    """``out[:] = exp(x)`` by ``fexp_fast`` (testing helper; see its range)."""
+    for i in range(x.shape[0]):
+        out[i] = fexp_fast(x[i])

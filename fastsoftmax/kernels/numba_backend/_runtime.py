@@ -114,3 +114,93 @@ class LazyKernel:
 def arr(ft, ndim, layout="A", readonly=False):
     """Numba array type shorthand."""
     return types.Array(ft, ndim, layout, readonly=readonly)
+
+
+# ------------------------------------------------------------ flat views
+_as_strided = None
+
+
+def flat(a):
+    """``a`` (2-D or 3-D, last stride = itemsize) as a flat C-contiguous 1-D
+    buffer spanning all its elements, with the offset of ``a[0, 0(, 0)]`` and
+    the strides of the leading axes, in elements.
+
+    Returns ``(buf, offset, stride0, stride1)`` (``stride1`` is 0 for 2-D),
+    or ``(None, 0, 0, 0)`` when a stride is not a multiple of the item size
+    or the data is not aligned (the caller then copies).  Negative and zero
+    strides are fine: the buffer starts at the lowest address ``a`` touches.
+    """
+    global _as_strided
+    item = a.itemsize
+    if a.flags.c_contiguous:
+        if a.ndim == 2:
+            return a.reshape(-1), 0, a.shape[1], 0
+        return a.reshape(-1), 0, a.shape[1] * a.shape[2], a.shape[2]
+    if not a.flags.aligned:
+        return None, 0, 0, 0
+    strides = a.strides[:-1]
+    if any(s % item for s in strides):
+        return None, 0, 0, 0
+    elem = [s // item for s in strides]
+    offset = 0
+    span = a.shape[-1]
+    corner = []
+    for size, st in zip(a.shape[:-1], elem):
+        if st < 0:
+            offset -= st * (size - 1)
+            corner.append(size - 1)
+        else:
+            corner.append(0)
+        span += abs(st) * (size - 1)
+    if _as_strided is None:
+        from numpy.lib.stride_tricks import as_strided as _as_strided_fn
+        _as_strided = _as_strided_fn
+    start = a[tuple(corner)]  # 1-D view at the lowest address
+    buf = _as_strided(start, shape=(span,), strides=(item,))
+    return buf, offset, elem[0], (elem[1] if len(elem) > 1 else 0)
+
+
+
+
+# ------------------------------------------------------------ row views
+from numba.core import cgutils  # noqa: E402
+from numba.extending import intrinsic  # noqa: E402
+
+
+@intrinsic
+def view(typingctx, buf, start, length):
+    """``buf.flat[start:start + length]`` as an unmanaged C-contiguous 1-D array
+    (``buf`` is 1-D, or C-contiguous of any dimension).
+
+    Used inside kernels instead of slicing: the view carries no reference
+    (its meminfo is NULL), so creating it costs no atomic reference-count
+    update, and its indices are known to be non-negative and unit-stride, so
+    LLVM vectorises loops over it (a flat ``buf[offset + j]`` index defeats
+    the vectoriser: Numba wraps negative indices).  The caller guarantees
+    that ``buf`` outlives the view and that the range is in bounds.
+    """
+    if not (isinstance(buf, types.Array) and (buf.ndim == 1 or buf.layout == "C")
+            and isinstance(start, types.Integer) and isinstance(length, types.Integer)):
+        return None
+    result = buf.copy(ndim=1, layout="C")
+    sig = result(buf, start, length)
+
+    def codegen(context, builder, signature, args):
+        src = context.make_array(signature.args[0])(context, builder, value=args[0])
+        first = context.cast(builder, args[1], signature.args[1], types.intp)
+        size = context.cast(builder, args[2], signature.args[2], types.intp)
+        dst = context.make_array(result)(context, builder)
+        itemsize = context.get_constant(
+            types.intp, context.get_abi_sizeof(context.get_data_type(result.dtype)))
+        context.populate_array(
+            dst,
+            data=builder.gep(src.data, [first]),
+            shape=cgutils.pack_array(builder, [size]),
+            strides=cgutils.pack_array(builder, [itemsize]),
+            itemsize=itemsize,
+            meminfo=None,
+            parent=None,
+        )
+        return dst._getvalue()
+
+    return sig, codegen

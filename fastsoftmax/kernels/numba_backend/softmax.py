@@ -26,8 +26,8 @@ take a single array, so that LLVM sees the aliasing and still vectorises.
 import numpy as np
 from numba import njit, prange, types
 
-from ._exp import fexp, fmax, like
-from ._runtime import LazyKernel, arr, check_layer, parallel_lock, use_threads
+from ._exp import fast_min, fexp, fexp_fast, fmax, fmin, like
+from ._runtime import LazyKernel, arr, check_layer, flat, parallel_lock, use_threads, view
 
 __all__ = ["softmax_rows", "softmax_cols"]
 
@@ -53,46 +53,83 @@ _INLINE = dict(inline="always", fastmath=_FM)
 
 
 # ------------------------------------------------------------ row pieces
+# Every kernel receives its arrays as flat, C-contiguous 1-D buffers plus an
+# offset and strides in elements (see ``_runtime.flat``): Numba's 'A'-layout
+# arrays index with a run-time inner stride, which keeps LLVM from
+# vectorising (measured 10x slower).  Inside, rows are unmanaged views
+# (``_runtime.view``): no reference counting, unit stride, and non-negative
+# indices, so every loop below vectorises.
 @njit(**_INLINE)
-def _max(xr, start, stop):
-    m = xr[start]
+def _max_min(xr, start, stop):
+    """(max, min) of ``xr[start:stop]``, ignoring NaN (see ``fmax``)."""
+    hi = xr[start]
+    lo = hi
     for j in range(start + 1, stop):
-        m = fmax(m, xr[j])
-    return m
-
-
-@njit(fastmath=_FM_SUM, cache=True)
-def _sum_exp(xr, shift, start, stop):
-    s = like(0.0, shift)
-    for j in range(start, stop):
-        s += fexp(xr[j] - shift)
-    return s
-
-
-@njit(fastmath=_FM_SUM, cache=True)
-def _exp_store_sum(xr, outr, shift, start, stop):
-    s = like(0.0, shift)
-    for j in range(start, stop):
-        e = fexp(xr[j] - shift)
-        outr[j] = e
-        s += e
-    return s
+        v = xr[j]
+        hi = fmax(hi, v)
+        lo = fmin(lo, v)
+    return hi, lo
 
 
 @njit(**_INLINE)
-def _scale(outr, factor, start, stop):
-    for j in range(start, stop):
-        outr[j] = outr[j] * factor
+def _fast(lo, hi, shift):
+    """True when every ``exp(x - shift)`` with ``lo <= x <= hi`` may use
+    ``fexp_fast`` (False whenever ``lo``, ``hi`` or ``shift`` is not finite)."""
+    return lo - shift >= fast_min(shift) and hi - shift <= 0
 
 
-@njit(**_INLINE)
-def _write(xr, outr, shift, scale, log, start, stop):
-    if log:
+@njit(fastmath=_FM_SUM, cache=True)
+def _sum_exp(xr, shift, start, stop, fast):
+    s = like(0.0, shift)
+    if fast:
         for j in range(start, stop):
-            outr[j] = (xr[j] - shift) - scale
+            s += fexp_fast(xr[j] - shift)
     else:
         for j in range(start, stop):
-            outr[j] = fexp(xr[j] - shift) * scale
+            s += fexp(xr[j] - shift)
+    return s
+
+
+@njit(fastmath=_FM_SUM, cache=True)
+def _sum(orow, start, stop):
+    s = orow[start]
+    for j in range(start + 1, stop):
+        s += orow[j]
+    return s
+
+
+@njit(**_INLINE)
+def _exp_store_sum(xr, orow, shift, start, stop, fast):
+    # Two loops rather than one fused loop: LLVM vectorises a fused loop
+    # differently when out is x (in place), which changed the sum's rounding;
+    # a sum over ``out`` alone is the same code in every kernel.  The row is
+    # in L1/L2 cache, so the extra pass is cheap.
+    if fast:
+        for j in range(start, stop):
+            orow[j] = fexp_fast(xr[j] - shift)
+    else:
+        for j in range(start, stop):
+            orow[j] = fexp(xr[j] - shift)
+    return _sum(orow, start, stop)
+
+
+@njit(**_INLINE)
+def _scale(orow, factor, start, stop):
+    for j in range(start, stop):
+        orow[j] = orow[j] * factor
+
+
+@njit(**_INLINE)
+def _write(xr, orow, shift, scale, log, start, stop, fast):
+    if log:
+        for j in range(start, stop):
+            orow[j] = (xr[j] - shift) - scale
+    elif fast:
+        for j in range(start, stop):
+            orow[j] = fexp_fast(xr[j] - shift) * scale
+    else:
+        for j in range(start, stop):
+            orow[j] = fexp(xr[j] - shift) * scale
 
 
 @njit(**_INLINE)
@@ -101,48 +138,53 @@ def _finite(v):
 
 
 @njit(**_INLINE)
-def _row(xr, outr, log):
+def _row(xr, orow, log):
     """Softmax of one row of at most LONG_ROW elements."""
     k = xr.shape[0]
-    m = _max(xr, 0, k)
+    m, lo = _max_min(xr, 0, k)
+    fast = _fast(lo, m, m)
     if log:
         if not _finite(m):
             m = like(0.0, m)
-        s = _sum_exp(xr, m, 0, k)
-        _write(xr, outr, m, np.log(s), True, 0, k)
+        s = _sum_exp(xr, m, 0, k, fast)
+        _write(xr, orow, m, np.log(s), True, 0, k, fast)
     else:
-        s = _exp_store_sum(xr, outr, m, 0, k)
-        _scale(outr, like(1.0, m) / s, 0, k)
+        s = _exp_store_sum(xr, orow, m, 0, k, fast)
+        _scale(orow, like(1.0, m) / s, 0, k)
 
 
 # -------------------------------------------------------- long-row pieces
+# ``mpart`` is (n, 2 * nch): chunk maxima, then chunk minima.
 @njit(**_INLINE)
-def _chunk_partial(xr, c, mpart, spart):
-    """(max, sum of exp(x - shift)) of chunk ``c``; shift = max, or 0 if not finite."""
+def _chunk_partial(xr, c, mpart, spart, i):
+    """Partials of chunk ``c`` of row ``xr``: ``mpart[i, c]`` = its max,
+    ``mpart[i, nch + c]`` its min, ``spart[i, c]`` = sum of exp(x - shift),
+    shift = max, or 0 if not finite."""
     start = c * CHUNK
     stop = min(start + CHUNK, xr.shape[0])
-    m = _max(xr, start, stop)
+    m, lo = _max_min(xr, start, stop)
     shift = m if _finite(m) else like(0.0, m)
-    mpart[c] = m
-    spart[c] = _sum_exp(xr, shift, start, stop)
+    mpart[i, c] = m
+    mpart[i, spart.shape[1] + c] = lo
+    spart[i, c] = _sum_exp(xr, shift, start, stop, _fast(lo, m, shift))
 
 
 @njit(**_INLINE)
-def _combine(mpart, spart, log):
-    """(shift, scale) of a long row from its chunk partials, in chunk order."""
-    nch = mpart.shape[0]
-    m = mpart[0]
+def _combine(mpart, spart, i, log):
+    """(shift, scale) of long row ``i`` from its chunk partials, in chunk order."""
+    nch = spart.shape[1]
+    m = mpart[i, 0]
     for c in range(1, nch):
-        m = fmax(m, mpart[c])
+        m = fmax(m, mpart[i, c])
     ref = m if (_finite(m) or not log) else like(0.0, m)
     total = 0.0
     for c in range(nch):
-        mc = mpart[c]
+        mc = mpart[i, c]
         if mc == -np.inf:
-            total += spart[c]          # 0, or NaN when the chunk holds a NaN
+            total += spart[i, c]       # 0, or NaN when the chunk holds a NaN
         else:
             shift_c = mc if _finite(mc) else like(0.0, mc)
-            total += spart[c] * np.exp(np.float64(shift_c) - np.float64(ref))
+            total += spart[i, c] * np.exp(np.float64(shift_c) - np.float64(ref))
     if log:
         return ref, like(np.log(total), m)
     if not _finite(m):
@@ -151,117 +193,131 @@ def _combine(mpart, spart, log):
 
 
 @njit(**_INLINE)
-def _long_row(xr, outr, log, mpart, spart):
-    nch = mpart.shape[0]
+def _write_chunk(xr, orow, c, shift, scale, log, mpart, i):
+    nch = mpart.shape[1] // 2
+    start = c * CHUNK
+    stop = min(start + CHUNK, xr.shape[0])
+    _write(xr, orow, shift, scale, log, start, stop,
+           _fast(mpart[i, nch + c], mpart[i, c], shift))
+
+
+@njit(**_INLINE)
+def _long_row(xr, orow, log, mpart, spart, i):
+    """A row by the long-row algorithm (``mpart[i]``, ``spart[i]`` are scratch)."""
+    nch = spart.shape[1]
     for c in range(nch):
-        _chunk_partial(xr, c, mpart, spart)
-    shift, scale = _combine(mpart, spart, log)
-    _write(xr, outr, shift, scale, log, 0, xr.shape[0])
+        _chunk_partial(xr, c, mpart, spart, i)
+    shift, scale = _combine(mpart, spart, i, log)
+    for c in range(nch):
+        _write_chunk(xr, orow, c, shift, scale, log, mpart, i)
 
 
 # ------------------------------------------------------------- kernels
-def _rows_serial(x, out, log):
-    for i in range(x.shape[0]):
-        _row(x[i], out[i], log)
+# Arguments: flat buffer, offset of row 0, row stride (elements), for x then
+# out; n rows of k elements.  '_inplace' variants take one buffer.
+def _rows_serial(xf, xo, xs, of, oo, os, n, k, log):
+    for i in range(n):
+        _row(view(xf, xo + i * xs, k), view(of, oo + i * os, k), log)
 
 
-def _rows_parallel(x, out, log):
-    for i in prange(x.shape[0]):
-        _row(x[i], out[i], log)
+def _rows_serial_c(x, out, log):
+    """C-contiguous 2-D x and out: fewer arguments, less dispatch time."""
+    n, k = x.shape
+    for i in range(n):
+        _row(view(x, i * k, k), view(out, i * k, k), log)
 
 
-def _rows_serial_inplace(buf, log):
-    for i in range(buf.shape[0]):
-        _row(buf[i], buf[i], log)
+def _rows_serial_c_inplace(buf, log):
+    n, k = buf.shape
+    for i in range(n):
+        _row(view(buf, i * k, k), view(buf, i * k, k), log)
 
 
-def _rows_parallel_inplace(buf, log):
-    for i in prange(buf.shape[0]):
-        _row(buf[i], buf[i], log)
+def _rows_parallel(xf, xo, xs, of, oo, os, n, k, log):
+    for i in prange(n):
+        _row(view(xf, xo + i * xs, k), view(of, oo + i * os, k), log)
 
 
-def _long_rows_parallel(x, out, log):
+def _rows_serial_inplace(bf, bo, bs, n, k, log):
+    for i in range(n):
+        _row(view(bf, bo + i * bs, k), view(bf, bo + i * bs, k), log)
+
+
+def _rows_parallel_inplace(bf, bo, bs, n, k, log):
+    for i in prange(n):
+        _row(view(bf, bo + i * bs, k), view(bf, bo + i * bs, k), log)
+
+
+def _long_rows(xf, xo, xs, of, oo, os, n, k, log, mpart, spart):
     """Many long rows: one row per task, chunked serially within the row."""
-    n, k = x.shape
-    nch = (k + CHUNK - 1) // CHUNK
     for i in prange(n):
-        mpart = np.empty(nch, dtype=x.dtype)
-        spart = np.empty(nch, dtype=np.float64)
-        _long_row(x[i], out[i], log, mpart, spart)
+        _long_row(view(xf, xo + i * xs, k), view(of, oo + i * os, k), log, mpart, spart, i)
 
 
-def _long_rows_parallel_inplace(buf, log):
-    n, k = buf.shape
-    nch = (k + CHUNK - 1) // CHUNK
+def _long_rows_inplace(bf, bo, bs, n, k, log, mpart, spart):
     for i in prange(n):
-        mpart = np.empty(nch, dtype=buf.dtype)
-        spart = np.empty(nch, dtype=np.float64)
-        _long_row(buf[i], buf[i], log, mpart, spart)
+        _long_row(view(bf, bo + i * bs, k), view(bf, bo + i * bs, k), log, mpart, spart, i)
 
 
-def _long_partials(x, mpart, spart):
+def _long_partials(xf, xo, xs, n, k, mpart, spart):
     """Few long rows: every (row, chunk) partial in parallel."""
-    nch = mpart.shape[1]
-    for t in prange(x.shape[0] * nch):
-        i = t // nch
-        _chunk_partial(x[i], t - i * nch, mpart[i], spart[i])
-
-
-def _long_finish(x, out, log, mpart, spart):
-    n, k = x.shape
-    nch = mpart.shape[1]
-    shift = np.empty(n, dtype=x.dtype)
-    scale = np.empty(n, dtype=x.dtype)
-    for i in range(n):
-        shift[i], scale[i] = _combine(mpart[i], spart[i], log)
+    nch = spart.shape[1]
     for t in prange(n * nch):
         i = t // nch
-        start = (t - i * nch) * CHUNK
-        _write(x[i], out[i], shift[i], scale[i], log, start, min(start + CHUNK, k))
+        _chunk_partial(view(xf, xo + i * xs, k), t - i * nch, mpart, spart, i)
 
 
-def _long_finish_inplace(buf, log, mpart, spart):
-    n, k = buf.shape
-    nch = mpart.shape[1]
-    shift = np.empty(n, dtype=buf.dtype)
-    scale = np.empty(n, dtype=buf.dtype)
+def _long_finish(xf, xo, xs, of, oo, os, n, k, log, mpart, spart):
+    nch = spart.shape[1]
+    shift = np.empty(n, dtype=xf.dtype)
+    scale = np.empty(n, dtype=xf.dtype)
     for i in range(n):
-        shift[i], scale[i] = _combine(mpart[i], spart[i], log)
+        shift[i], scale[i] = _combine(mpart, spart, i, log)
     for t in prange(n * nch):
         i = t // nch
-        start = (t - i * nch) * CHUNK
-        _write(buf[i], buf[i], shift[i], scale[i], log, start, min(start + CHUNK, k))
+        _write_chunk(view(xf, xo + i * xs, k), view(of, oo + i * os, k), t - i * nch, shift[i], scale[i], log,
+                     mpart, i)
+
+
+def _long_finish_inplace(bf, bo, bs, n, k, log, mpart, spart):
+    nch = spart.shape[1]
+    shift = np.empty(n, dtype=bf.dtype)
+    scale = np.empty(n, dtype=bf.dtype)
+    for i in range(n):
+        shift[i], scale[i] = _combine(mpart, spart, i, log)
+    for t in prange(n * nch):
+        i = t // nch
+        _write_chunk(view(bf, bo + i * bs, k), view(bf, bo + i * bs, k), t - i * nch, shift[i], scale[i], log,
+                     mpart, i)
 
 
 # ------------------------------------------------------------- columns
 @njit(**_INLINE)
-def _col_exact(xo, col, log):
-    """Exact SciPy semantics for one (strided) column: (shift, scale)."""
-    k = xo.shape[0]
-    m = xo[0, col]
+def _col_exact(xf, xb, xs1, k, log):
+    """Exact SciPy semantics for the column at ``xf[xb::xs1]``: (shift, scale)."""
+    m = xf[xb]
     for r in range(1, k):
-        m = fmax(m, xo[r, col])
+        m = fmax(m, xf[xb + r * xs1])
     shift = m if (_finite(m) or not log) else like(0.0, m)
     total = 0.0
     for r in range(k):
-        total += fexp(xo[r, col] - shift)
+        total += fexp(xf[xb + r * xs1] - shift)
     if log:
         return shift, like(np.log(total), m)
     return shift, like(1.0 / total, m)
 
 
 @njit(**_INLINE)
-def _col_block(xo, oo, log, c0, w, m, s, shift, scale):
-    """Softmax over axis 0 of the columns c0:c0+w of the 2-D (k, inner) xo."""
-    k = xo.shape[0]
-    x0 = xo[0]
+def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, s, shift, scale):
+    """Softmax along the k rows (stride xs1) of the w contiguous columns at xb."""
+    x0 = view(xf, xb, w)
     for c in range(w):
-        m[c] = x0[c0 + c]
+        m[c] = x0[c]
         s[c] = 1.0
     for r in range(1, k):
-        xr = xo[r]
+        xr = view(xf, xb + r * xs1, w)
         for c in range(w):
-            v = xr[c0 + c]
+            v = xr[c]
             mc = m[c]
             sc = s[c]
             e = fexp(-abs(v - mc))
@@ -274,100 +330,120 @@ def _col_block(xo, oo, log, c0, w, m, s, shift, scale):
             shift[c] = mc
             scale[c] = like(np.log(sc), mc) if log else like(1.0 / sc, mc)
         else:  # NaN, +inf, or several -inf: redo this column exactly
-            shift[c], scale[c] = _col_exact(xo, c0 + c, log)
+            shift[c], scale[c] = _col_exact(xf, xb + c, xs1, k, log)
     for r in range(k):
-        xr = xo[r]
-        orow = oo[r]
+        xr = view(xf, xb + r * xs1, w)
+        orow = view(of, ob + r * os1, w)
         if log:
             for c in range(w):
-                orow[c0 + c] = (xr[c0 + c] - shift[c]) - scale[c]
+                orow[c] = (xr[c] - shift[c]) - scale[c]
         else:
             for c in range(w):
-                orow[c0 + c] = fexp(xr[c0 + c] - shift[c]) * scale[c]
+                orow[c] = fexp(xr[c] - shift[c]) * scale[c]
 
 
 @njit(**_INLINE)
-def _col_tasks(x, out, log, g, ngroups):
-    outer, k, inner = x.shape
+def _col_tasks(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, g, ngroups):
     nb = (inner + COL_BLOCK - 1) // COL_BLOCK
     ntasks = outer * nb
     lo = g * ntasks // ngroups
     hi = (g + 1) * ntasks // ngroups
     bw = min(COL_BLOCK, inner)
-    m = np.empty(bw, dtype=x.dtype)
+    m = np.empty(bw, dtype=xf.dtype)
     s = np.empty(bw, dtype=np.float64)
-    shift = np.empty(bw, dtype=x.dtype)
-    scale = np.empty(bw, dtype=x.dtype)
+    shift = np.empty(bw, dtype=xf.dtype)
+    scale = np.empty(bw, dtype=xf.dtype)
     for t in range(lo, hi):
         o = t // nb
         c0 = (t - o * nb) * COL_BLOCK
-        _col_block(x[o], out[o], log, c0, min(COL_BLOCK, inner - c0), m, s, shift, scale)
+        _col_block(xf, xo + o * xs0 + c0, xs1, of, oo + o * os0 + c0, os1, k,
+                   min(COL_BLOCK, inner - c0), log, m, s, shift, scale)
 
 
-def _cols_kernel(x, out, log, ngroups):
+def _cols_kernel(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, ngroups):
     for g in prange(ngroups):
-        _col_tasks(x, out, log, g, ngroups)
+        _col_tasks(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, g, ngroups)
 
 
-def _cols_kernel_inplace(buf, log, ngroups):
+def _cols_kernel_inplace(bf, bo, bs0, bs1, outer, k, inner, log, ngroups):
     for g in prange(ngroups):
-        _col_tasks(buf, buf, log, g, ngroups)
+        _col_tasks(bf, bo, bs0, bs1, bf, bo, bs0, bs1, outer, k, inner, log, g, ngroups)
 
 
 # ------------------------------------------------------ compiled variants
+_I = types.intp
+_B = types.boolean
+
+
+def _ro(ft):
+    return arr(ft, 1, "C", readonly=True)
+
+
+def _rw(ft):
+    return arr(ft, 1, "C")
+
+
 def _sig_rows(ft):
-    return [types.void(arr(ft, 2, readonly=True), arr(ft, 2), types.boolean)]
+    return [types.void(_ro(ft), _I, _I, _rw(ft), _I, _I, _I, _I, _B)]
+
+
+def _sig_rows_c(ft):
+    return [types.void(arr(ft, 2, "C", readonly=True), arr(ft, 2, "C"), _B)]
+
+
+def _sig_rows_c_ip(ft):
+    return [types.void(arr(ft, 2, "C"), _B)]
 
 
 def _sig_rows_ip(ft):
-    return [types.void(arr(ft, 2), types.boolean)]
+    return [types.void(_rw(ft), _I, _I, _I, _I, _B)]
+
+
+def _parts(ft):
+    return (arr(ft, 2, "C"), arr(types.float64, 2, "C"))
+
+
+def _sig_long(ft):
+    return [types.void(_ro(ft), _I, _I, _rw(ft), _I, _I, _I, _I, _B, *_parts(ft))]
+
+
+def _sig_long_ip(ft):
+    return [types.void(_rw(ft), _I, _I, _I, _I, _B, *_parts(ft))]
 
 
 def _sig_partials(ft):
-    return [types.void(arr(ft, 2, readonly=True), arr(ft, 2, "C"), arr(types.float64, 2, "C"))]
-
-
-def _sig_finish(ft):
-    return [types.void(arr(ft, 2, readonly=True), arr(ft, 2), types.boolean,
-                       arr(ft, 2, "C"), arr(types.float64, 2, "C"))]
-
-
-def _sig_finish_ip(ft):
-    return [types.void(arr(ft, 2), types.boolean, arr(ft, 2, "C"), arr(types.float64, 2, "C"))]
+    return [types.void(_ro(ft), _I, _I, _I, _I, *_parts(ft))]
 
 
 def _sig_cols(ft):
-    return [types.void(arr(ft, 3, readonly=True), arr(ft, 3), types.boolean, types.intp)]
+    return [types.void(_ro(ft), _I, _I, _I, _rw(ft), _I, _I, _I, _I, _I, _I, _B, _I)]
 
 
 def _sig_cols_ip(ft):
-    return [types.void(arr(ft, 3), types.boolean, types.intp)]
+    return [types.void(_rw(ft), _I, _I, _I, _I, _I, _I, _B, _I)]
 
 
 _P = dict(parallel=True, fastmath=_FM)
 _S = dict(fastmath=_FM)
 K_ROWS = LazyKernel(_rows_serial, _sig_rows, **_S)
+K_ROWS_C = LazyKernel(_rows_serial_c, _sig_rows_c, **_S)
+K_ROWS_C_IP = LazyKernel(_rows_serial_c_inplace, _sig_rows_c_ip, **_S)
 K_ROWS_PAR = LazyKernel(_rows_parallel, _sig_rows, **_P)
 K_ROWS_IP = LazyKernel(_rows_serial_inplace, _sig_rows_ip, **_S)
 K_ROWS_IP_PAR = LazyKernel(_rows_parallel_inplace, _sig_rows_ip, **_P)
-K_LONG = LazyKernel(_long_rows_parallel, _sig_rows, **_P)
-K_LONG_IP = LazyKernel(_long_rows_parallel_inplace, _sig_rows_ip, **_P)
+K_LONG = LazyKernel(_long_rows, _sig_long, **_P)
+K_LONG_IP = LazyKernel(_long_rows_inplace, _sig_long_ip, **_P)
 K_PARTIALS = LazyKernel(_long_partials, _sig_partials, **_P)
-K_FINISH = LazyKernel(_long_finish, _sig_finish, **_P)
-K_FINISH_IP = LazyKernel(_long_finish_inplace, _sig_finish_ip, **_P)
+K_FINISH = LazyKernel(_long_finish, _sig_long, **_P)
+K_FINISH_IP = LazyKernel(_long_finish_inplace, _sig_long_ip, **_P)
 K_COLS = LazyKernel(_cols_kernel, _sig_cols, **_P)
 K_COLS_IP = LazyKernel(_cols_kernel_inplace, _sig_cols_ip, **_P)
 
-ALL_KERNELS = (K_ROWS, K_ROWS_PAR, K_ROWS_IP, K_ROWS_IP_PAR, K_LONG, K_LONG_IP,
+ALL_KERNELS = (K_ROWS, K_ROWS_C, K_ROWS_C_IP, K_ROWS_PAR, K_ROWS_IP, K_ROWS_IP_PAR, K_LONG, K_LONG_IP,
                K_PARTIALS, K_FINISH, K_FINISH_IP, K_COLS, K_COLS_IP)
 
 
 # ------------------------------------------------------------- wrappers
-def _same(a, b):
-    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            and a.strides == b.strides)
-
-
 def _launch(kernel, *args):
     with parallel_lock():
         kernel(*args)
@@ -378,48 +454,76 @@ def softmax_rows(x, out, log, n_threads):
     """Softmax (or log-softmax) of each row of ``x`` into ``out`` (rows layout)."""
     n, k = x.shape
     char = x.dtype.char
-    inplace = _same(x, out)
+    inplace = np.may_share_memory(x, out)  # the contract: overlap means same view
+    if k <= LONG_ROW and (n_threads == 1 or n == 1 or n * k <= SERIAL_WORK) \
+            and x.flags.c_contiguous and out.flags.c_contiguous:
+        if inplace:
+            K_ROWS_C_IP[char](out, log)
+        else:
+            K_ROWS_C[char](x, out, log)
+        return
+    xf, xo, xs, _ = flat(x)
+    if xf is None:  # row stride not a multiple of the item size, or unaligned
+        x = np.ascontiguousarray(x)
+        xf, xo, xs, _ = flat(x)
+    of, oo, os, _ = flat(out)
+    if of is None:
+        tmp = np.empty(out.shape, dtype=out.dtype)
+        softmax_rows(x, tmp, log, n_threads)
+        np.copyto(out, tmp)
+        return
     if k > LONG_ROW:
         use_threads(n_threads)
         nch = (k + CHUNK - 1) // CHUNK
+        mpart = np.empty((n, 2 * nch), dtype=x.dtype)
+        spart = np.empty((n, nch), dtype=np.float64)
         if n >= 2 * n_threads:
             if inplace:
-                _launch(K_LONG_IP[char], out, log)
+                _launch(K_LONG_IP[char], of, oo, os, n, k, log, mpart, spart)
             else:
-                _launch(K_LONG[char], x, out, log)
+                _launch(K_LONG[char], xf, xo, xs, of, oo, os, n, k, log, mpart, spart)
             return
-        mpart = np.empty((n, nch), dtype=x.dtype)
-        spart = np.empty((n, nch), dtype=np.float64)
-        _launch(K_PARTIALS[char], x, mpart, spart)
+        _launch(K_PARTIALS[char], xf, xo, xs, n, k, mpart, spart)
         if inplace:
-            _launch(K_FINISH_IP[char], out, log, mpart, spart)
+            _launch(K_FINISH_IP[char], of, oo, os, n, k, log, mpart, spart)
         else:
-            _launch(K_FINISH[char], x, out, log, mpart, spart)
+            _launch(K_FINISH[char], xf, xo, xs, of, oo, os, n, k, log, mpart, spart)
         return
-    if n_threads == 1 or n * k <= SERIAL_WORK or n == 1:
+    if n_threads == 1 or n == 1 or n * k <= SERIAL_WORK:
         if inplace:
-            K_ROWS_IP[char](out, log)
+            K_ROWS_IP[char](of, oo, os, n, k, log)
         else:
-            K_ROWS[char](x, out, log)
+            K_ROWS[char](xf, xo, xs, of, oo, os, n, k, log)
         return
     use_threads(n_threads)
     if inplace:
-        _launch(K_ROWS_IP_PAR[char], out, log)
+        _launch(K_ROWS_IP_PAR[char], of, oo, os, n, k, log)
     else:
-        _launch(K_ROWS_PAR[char], x, out, log)
+        _launch(K_ROWS_PAR[char], xf, xo, xs, of, oo, os, n, k, log)
 
 
 def softmax_cols(x, out, log, n_threads):
     """Softmax (or log-softmax) over axis 1 of 3-D ``(outer, k, inner)`` arrays."""
     outer, k, inner = x.shape
+    xf, xo, xs0, xs1 = flat(x)
+    if xf is None:
+        x = np.ascontiguousarray(x)
+        xf, xo, xs0, xs1 = flat(x)
+    of, oo, os0, os1 = flat(out)
+    if of is None:
+        tmp = np.empty(out.shape, dtype=out.dtype)
+        softmax_cols(x, tmp, log, n_threads)
+        np.copyto(out, tmp)
+        return
     char = x.dtype.char
     nb = (inner + COL_BLOCK - 1) // COL_BLOCK
     ntasks = outer * nb
     if n_threads == 1 or x.size <= SERIAL_WORK:
         ngroups = 1
+        use_threads(1)
     else:
         ngroups = min(ntasks, 8 * use_threads(n_threads))
-    if _same(x, out):
-        _launch(K_COLS_IP[char], out, log, ngroups)
+    if np.may_share_memory(x, out):  # the contract: overlap means same view
+        _launch(K_COLS_IP[char], of, oo, os0, os1, outer, k, inner, log, ngroups)
     else:
-        _launch(K_COLS[char], x, out, log, ngroups)
+        _launch(K_COLS[char], xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, ngroups)

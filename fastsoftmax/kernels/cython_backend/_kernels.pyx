@@ -88,7 +88,7 @@ cdef inline int _check_same(cnp.ndarray x, cnp.ndarray out, int ndim, str what) 
 
 
 cdef inline int _check_unit_stride(cnp.ndarray a, int axis, str name) except -1:
-    if (cnp.PyArray_DIMS(a)[axis] > 1
+    if (cnp.PyArray_DIMS(a)[axis] > 1 and cnp.PyArray_SIZE(a) > 0
             and cnp.PyArray_STRIDES(a)[axis] != cnp.PyArray_ITEMSIZE(a)):
         raise ValueError(f"{name}: axis {axis} must have a stride of one element, "
                          f"got strides {(<object>a).strides}")

@@ -349,8 +349,19 @@ static void FN(col_block)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
             }
             VT mo = mv[v], mn = FN(vmax)(mo, gm);
             VT shn = (VT)(~(VI)(mn == ninf) & (VI)mn);   /* sh(mn) */
+#if FSM_F32
+            /* the exponentials are summed in double: log_softmax needs
+               log(sum) to the last bit (its values near 0 cancel) */
+            VD el = {0}, eh = {0};
+            for (ptrdiff_t r = 0; r < g; r++) {
+                VT e = VEXP(xv[r] - shn);
+                el += ISA(widen_lo)(e);
+                eh += ISA(widen_hi)(e);
+            }
+#else
             VT e = VEXP(xv[0] - shn);
             for (ptrdiff_t r = 1; r < g; r++) e += VEXP(xv[r] - shn);
+#endif
             if (FN(any)(mn > mo)) {
                 VT sho = (VT)(~(VI)(mo == ninf) & (VI)mo);
 #if FSM_F32
@@ -368,8 +379,8 @@ static void FN(col_block)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
 #endif
             }
 #if FSM_F32
-            sv[2 * v] += ISA(widen_lo)(e);
-            sv[2 * v + 1] += ISA(widen_hi)(e);
+            sv[2 * v] += el;
+            sv[2 * v + 1] += eh;
 #else
             sv[v] += e;
 #endif

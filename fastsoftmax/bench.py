@@ -717,6 +717,11 @@ def format_legend(rows):
     return "\n".join(lines) + "\n"
 
 
+#: one colour per impl, the same in every panel
+_COLORS = {"scipy": "#7f7f7f", "numpy": "#1f77b4", "torch": "#ff7f0e", "numba": "#2ca02c",
+           "cython": "#d62728", "numpy-backend": "#9467bd", "auto": "#8c564b", "full": "#17becf"}
+
+
 def plot_speedups(rows, path):
     """Write a PNG bar chart of the speed-ups against each op's baseline."""
     import matplotlib
@@ -753,7 +758,7 @@ def plot_speedups(rows, path):
             if impl == "copy":
                 ax.bar(xs, ys, width, label="copy (memory floor)", color="0.7", hatch="//")
             else:
-                ax.bar(xs, ys, width, label=impl)
+                ax.bar(xs, ys, width, label=impl, color=_COLORS.get(impl))
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_yscale("log")
         ax.set_xticks(range(len(cases)))

@@ -17,20 +17,29 @@ def _same_view(a, b):
 
 def _softmax(x, axis, out, dtype, backend, log):
     # Fast path: a C-ordered native float32/float64 ndarray over its last axis
-    # (or over everything), no out= or dtype=.
-    if out is None and dtype is None and type(x) is np.ndarray and x.flags.c_contiguous:
+    # (or over everything), no dtype=, out= absent or a C-ordered array of the
+    # same shape and dtype that is x itself or does not overlap it.
+    if dtype is None and type(x) is np.ndarray and x.flags.c_contiguous:
         ndim = x.ndim
         if (ndim and x.dtype in _KERNEL_DTYPES and x.size
                 and (axis is None or (type(axis) is int and (axis == -1 or axis == ndim - 1)))):
-            kernels = _backends.kernels_for(backend, "softmax_rows")
-            res = np.empty_like(x)
-            if ndim == 2 and axis is not None:
-                kernels.softmax_rows(x, res, log, _backends._num_threads)
+            if out is None:
+                res = np.empty_like(x)
+            elif (type(out) is np.ndarray and out.shape == x.shape and out.dtype == x.dtype
+                  and out.flags.c_contiguous and out.flags.writeable
+                  and (out is x or not np.may_share_memory(out, x))):
+                res = out
             else:
-                k = x.size if axis is None else x.shape[-1]
-                kernels.softmax_rows(x.reshape(-1, k), res.reshape(-1, k), log,
-                                     _backends._num_threads)
-            return res
+                res = None  # the general path checks and handles it
+            if res is not None:
+                kernels = _backends.kernels_for(backend, "softmax_rows")
+                if ndim == 2 and axis is not None:
+                    kernels.softmax_rows(x, res, log, _backends._num_threads)
+                else:
+                    k = x.size if axis is None else x.shape[-1]
+                    kernels.softmax_rows(x.reshape(-1, k), res.reshape(-1, k), log,
+                                         _backends._num_threads)
+                return res
 
     arr = as_real_array(x, "x")
     compute, result_dtype = float_dtypes(arr.dtype, dtype)

@@ -204,3 +204,19 @@ def view(typingctx, buf, start, length):
         return dst._getvalue()
 
     return sig, codegen
+
+
+def _view_aliases(lhs, args, alias_map, arg_aliases):
+    # Tell Numba's dead-code elimination that a view aliases its buffer;
+    # without this, a parfor (prange) body drops stores into a view that are
+    # not followed by a read, e.g. ``grad_row[target] = value``.
+    from numba.core.ir_utils import _add_alias
+    _add_alias(lhs, args[0].name, alias_map, arg_aliases)
+
+
+def _register_view_aliases():
+    from numba.core import ir_utils
+    ir_utils.alias_func_extensions[("view", __name__)] = _view_aliases
+
+
+_register_view_aliases()

@@ -1,11 +1,376 @@
-"""Numba fused softmax cross-entropy kernels (placeholder, filled in below)."""
+"""Numba fused softmax cross-entropy kernels (loss and gradient in one kernel).
+
+See :mod:`fastsoftmax.kernels` ("Cross-entropy family") for the contract and
+formulas.  Per row of logits ``z``:
+
+1. ``m = max(z)`` (the row comes from memory once, here);
+2. ``s = sum(exp(z - m))`` (``m`` replaced by 0 when not finite) and
+   ``lse = m + log(s)`` in float64, the row now in cache;
+3. the loss in float64 (the label-smoothing sum ``sum_c w[c]*(lse - z[c])``
+   in a float64 pass, only when ``label_smoothing > 0``, as torch does);
+4. the gradient, written once: ``grad[j] = p[j]*gs*A - gs*B*w[j]`` with
+   ``p = exp(z - m)/s``, then the target's entry corrected.  ``z[y]`` is read
+   before the gradient pass, so ``grad`` may be ``logits`` itself (in-place
+   kernels take one buffer, which LLVM then vectorises).
+
+Probability targets read the target row twice (a float64 pass for the loss
+and ``sum w*t``, then the gradient pass, from cache).  A row whose target is
+``ignore_index`` gets loss 0 and a zero gradient whatever its logits hold.
+Rows are processed in parallel (``prange``); each row is computed the same
+way whatever the thread count, so results do not depend on it.
+"""
+import numpy as np
+from numba import njit, prange, types
+
+from ._exp import fexp, fexp_fast, like
+from ._runtime import LazyKernel, arr, check_layer, flat, parallel_lock, use_threads, view
+from .softmax import _FM, _FM_SUM, _INLINE, _fast, _finite, _max_min, _sum_exp
+
 __all__ = ["cross_entropy_index_rows", "cross_entropy_prob_rows"]
-ALL_KERNELS = ()
+
+#: below this many logits a call runs serially
+SERIAL_WORK = 1 << 15
 
 
-def cross_entropy_index_rows(*args):
-    raise NotImplementedError
+# ------------------------------------------------------------ row pieces
+@njit(fastmath=_FM_SUM, cache=True)
+def _smooth_sum(zr, w64, lse, has_w):
+    """``sum_c w[c] * (lse - z[c])`` in float64."""
+    acc = 0.0
+    if has_w:
+        for j in range(zr.shape[0]):
+            acc += w64[j] * (lse - np.float64(zr[j]))
+    else:
+        for j in range(zr.shape[0]):
+            acc += lse - np.float64(zr[j])
+    return acc
 
 
-def cross_entropy_prob_rows(*args):
-    raise NotImplementedError
+@njit(**_INLINE)
+def _zero(gr):
+    for j in range(gr.shape[0]):
+        gr[j] = 0
+
+
+@njit(**_INLINE)
+def _log_sum_exp(zr):
+    """(lse in float64, shift, scale, fast): ``p[j] = exp(z[j] - shift) * scale``."""
+    k = zr.shape[0]
+    m, lo = _max_min(zr, 0, k)
+    finite = _finite(m)
+    base = m if finite else like(0.0, m)
+    fast = _fast(lo, m, m)
+    s = _sum_exp(zr, base, 0, k, fast)
+    lse = np.float64(base) + np.log(np.float64(s))
+    if finite:
+        return lse, m, like(1.0, m) / s, fast
+    # +inf or all -inf row: p = exp(z - lse), as the reference computes it
+    return lse, like(lse, m), like(1.0, m), False
+
+
+@njit(**_INLINE)
+def _grad_loop(zr, gr, shift, factor, wg, coef, has_w, fast):
+    """``gr[j] = exp(z[j] - shift) * factor - coef * w[j]``."""
+    k = zr.shape[0]
+    if has_w:
+        if fast:
+            for j in range(k):
+                gr[j] = fexp_fast(zr[j] - shift) * factor - coef * wg[j]
+        else:
+            for j in range(k):
+                gr[j] = fexp(zr[j] - shift) * factor - coef * wg[j]
+    else:
+        if fast:
+            for j in range(k):
+                gr[j] = fexp_fast(zr[j] - shift) * factor - coef
+        else:
+            for j in range(k):
+                gr[j] = fexp(zr[j] - shift) * factor - coef
+
+
+@njit(**_INLINE)
+def _index_row(zr, gr, want_grad, y, w64, wg, has_w, w_total, ignore_index, eps, gs):
+    """Loss of one row (returned, float64); gradient into ``gr`` if wanted."""
+    k = zr.shape[0]
+    if y == ignore_index:
+        if want_grad:
+            _zero(gr)
+        return 0.0
+    lse, shift, scale, fast = _log_sum_exp(zr)
+    zy = np.float64(zr[y])                 # read before gr (maybe zr) is written
+    wy = w64[y] if has_w else 1.0
+    loss = (1.0 - eps) * wy * (lse - zy)
+    if eps > 0:
+        loss += eps / k * _smooth_sum(zr, w64, lse, has_w)
+    if want_grad:
+        a = (1.0 - eps) * wy + eps / k * w_total
+        b = eps / k
+        _grad_loop(zr, gr, shift, like(np.float64(scale) * gs * a, scale), wg,
+                   like(gs * b, scale), has_w, fast)
+        p_y = np.exp(zy - lse)
+        gr[y] = like(gs * (p_y * a - b * wy - (1.0 - eps) * wy), scale)
+    return loss
+
+
+@njit(fastmath=_FM_SUM, cache=True)
+def _prob_sums(zr, tr, w64, has_w, lse, eps):
+    """(sum_c w t, sum_c w t (lse - z)) in float64, ``t`` smoothed."""
+    k = zr.shape[0]
+    keep = 1.0 - eps
+    add = eps / k
+    total = 0.0
+    loss = 0.0
+    if has_w:
+        for j in range(k):
+            wt = w64[j] * (np.float64(tr[j]) * keep + add)
+            total += wt
+            loss += wt * (lse - np.float64(zr[j]))
+    else:
+        for j in range(k):
+            wt = np.float64(tr[j]) * keep + add
+            total += wt
+            loss += wt * (lse - np.float64(zr[j]))
+    return total, loss
+
+
+@njit(**_INLINE)
+def _prob_row(zr, tr, gr, want_grad, w64, wg, has_w, eps, gs):
+    k = zr.shape[0]
+    lse, shift, scale, fast = _log_sum_exp(zr)
+    total, loss = _prob_sums(zr, tr, w64, has_w, lse, eps)
+    if want_grad:
+        factor = like(np.float64(scale) * gs * total, scale)
+        keep = like(1.0 - eps, scale)
+        add = like(eps / k, scale)
+        g = like(gs, scale)
+        if has_w:
+            if fast:
+                for j in range(k):
+                    gr[j] = fexp_fast(zr[j] - shift) * factor - g * wg[j] * (tr[j] * keep + add)
+            else:
+                for j in range(k):
+                    gr[j] = fexp(zr[j] - shift) * factor - g * wg[j] * (tr[j] * keep + add)
+        else:
+            if fast:
+                for j in range(k):
+                    gr[j] = fexp_fast(zr[j] - shift) * factor - g * (tr[j] * keep + add)
+            else:
+                for j in range(k):
+                    gr[j] = fexp(zr[j] - shift) * factor - g * (tr[j] * keep + add)
+    return loss
+
+
+# ------------------------------------------------------------- kernels
+# zf/zo/zs: logits flat buffer, offset, row stride (elements); gf/go/gs_:
+# the same for grad (ignored unless want_grad); n rows of k classes.
+def _index_body(zf, zo, zs, gf, go, gs_, n, k, target, w64, wg, has_w, w_total,
+                ignore_index, eps, grad_scale, loss, want_grad):
+    for i in prange(n):
+        loss[i] = _index_row(view(zf, zo + i * zs, k), view(gf, go + i * gs_, k), want_grad,
+                             target[i], w64, wg, has_w, w_total, ignore_index, eps, grad_scale)
+
+
+def _index_serial(zf, zo, zs, gf, go, gs_, n, k, target, w64, wg, has_w, w_total,
+                  ignore_index, eps, grad_scale, loss, want_grad):
+    for i in range(n):
+        loss[i] = _index_row(view(zf, zo + i * zs, k), view(gf, go + i * gs_, k), want_grad,
+                             target[i], w64, wg, has_w, w_total, ignore_index, eps, grad_scale)
+
+
+def _index_inplace(bf, bo, bs, n, k, target, w64, wg, has_w, w_total,
+                   ignore_index, eps, grad_scale, loss):
+    for i in prange(n):
+        loss[i] = _index_row(view(bf, bo + i * bs, k), view(bf, bo + i * bs, k), True,
+                             target[i], w64, wg, has_w, w_total, ignore_index, eps, grad_scale)
+
+
+def _index_inplace_serial(bf, bo, bs, n, k, target, w64, wg, has_w, w_total,
+                          ignore_index, eps, grad_scale, loss):
+    for i in range(n):
+        loss[i] = _index_row(view(bf, bo + i * bs, k), view(bf, bo + i * bs, k), True,
+                             target[i], w64, wg, has_w, w_total, ignore_index, eps, grad_scale)
+
+
+def _prob_body(zf, zo, zs, tf, to, ts, gf, go, gs_, n, k, w64, wg, has_w, eps,
+               grad_scale, loss, want_grad):
+    for i in prange(n):
+        loss[i] = _prob_row(view(zf, zo + i * zs, k), view(tf, to + i * ts, k),
+                            view(gf, go + i * gs_, k), want_grad, w64, wg, has_w, eps, grad_scale)
+
+
+def _prob_serial(zf, zo, zs, tf, to, ts, gf, go, gs_, n, k, w64, wg, has_w, eps,
+                 grad_scale, loss, want_grad):
+    for i in range(n):
+        loss[i] = _prob_row(view(zf, zo + i * zs, k), view(tf, to + i * ts, k),
+                            view(gf, go + i * gs_, k), want_grad, w64, wg, has_w, eps, grad_scale)
+
+
+def _prob_inplace(bf, bo, bs, tf, to, ts, n, k, w64, wg, has_w, eps, grad_scale, loss):
+    for i in prange(n):
+        loss[i] = _prob_row(view(bf, bo + i * bs, k), view(tf, to + i * ts, k),
+                            view(bf, bo + i * bs, k), True, w64, wg, has_w, eps, grad_scale)
+
+
+def _prob_inplace_serial(bf, bo, bs, tf, to, ts, n, k, w64, wg, has_w, eps, grad_scale, loss):
+    for i in range(n):
+        loss[i] = _prob_row(view(bf, bo + i * bs, k), view(tf, to + i * ts, k),
+                            view(bf, bo + i * bs, k), True, w64, wg, has_w, eps, grad_scale)
+
+
+_I = types.intp
+_B = types.boolean
+_F = types.float64
+_I64 = types.int64
+
+
+def _ro(ft):
+    return arr(ft, 1, "C", readonly=True)
+
+
+def _rw(ft):
+    return arr(ft, 1, "C")
+
+
+def _sig_index(ft):
+    return [types.void(_ro(ft), _I, _I, _rw(ft), _I, _I, _I, _I, _ro(_I64), _ro(_F), _ro(ft),
+                       _B, _F, _I64, _F, _F, _rw(_F), _B)]
+
+
+def _sig_index_ip(ft):
+    return [types.void(_rw(ft), _I, _I, _I, _I, _ro(_I64), _ro(_F), _ro(ft),
+                       _B, _F, _I64, _F, _F, _rw(_F))]
+
+
+def _sig_prob(ft):
+    return [types.void(_ro(ft), _I, _I, _ro(ft), _I, _I, _rw(ft), _I, _I, _I, _I,
+                       _ro(_F), _ro(ft), _B, _F, _F, _rw(_F), _B)]
+
+
+def _sig_prob_ip(ft):
+    return [types.void(_rw(ft), _I, _I, _ro(ft), _I, _I, _I, _I,
+                       _ro(_F), _ro(ft), _B, _F, _F, _rw(_F))]
+
+
+_P = dict(parallel=True, fastmath=_FM)
+_S = dict(fastmath=_FM)
+K_INDEX = LazyKernel(_index_body, _sig_index, **_P)
+K_INDEX_S = LazyKernel(_index_serial, _sig_index, **_S)
+K_INDEX_IP = LazyKernel(_index_inplace, _sig_index_ip, **_P)
+K_INDEX_IP_S = LazyKernel(_index_inplace_serial, _sig_index_ip, **_S)
+K_PROB = LazyKernel(_prob_body, _sig_prob, **_P)
+K_PROB_S = LazyKernel(_prob_serial, _sig_prob, **_S)
+K_PROB_IP = LazyKernel(_prob_inplace, _sig_prob_ip, **_P)
+K_PROB_IP_S = LazyKernel(_prob_inplace_serial, _sig_prob_ip, **_S)
+
+ALL_KERNELS = (K_INDEX, K_INDEX_S, K_INDEX_IP, K_INDEX_IP_S,
+               K_PROB, K_PROB_S, K_PROB_IP, K_PROB_IP_S)
+
+
+# ------------------------------------------------------------- wrappers
+_ONE64 = np.ones(1)
+
+
+def _rows(a):
+    """Flat view of a rows-layout array, copying when the strides forbid one."""
+    f = flat(a)
+    if f[0] is None:
+        a = np.ascontiguousarray(a)
+        f = flat(a)
+    return a, f[0], f[1], f[2]
+
+
+def _weights(weight, dtype, n_classes):
+    if weight is None:
+        return _ONE64, np.ones(1, dtype=dtype), False, float(n_classes)
+    w64 = np.ascontiguousarray(weight, dtype=np.float64)
+    return w64, w64.astype(dtype), True, float(np.sum(w64))
+
+
+def _pick(parallel, serial, n, k, n_threads):
+    if n_threads == 1 or n == 1 or n * k <= SERIAL_WORK:
+        return serial, False
+    use_threads(n_threads)
+    return parallel, True
+
+
+def _run(kernel, is_parallel, *args):
+    if is_parallel:
+        with parallel_lock():
+            kernel(*args)
+        check_layer()
+    else:
+        kernel(*args)
+
+
+def _grad_target(grad, logits):
+    """(grad rows to write, scratch or None): a scratch array when ``grad``
+    cannot be viewed flat (then copied into ``grad`` afterwards)."""
+    f = flat(grad)
+    if f[0] is None:
+        tmp = np.empty(grad.shape, dtype=grad.dtype)
+        return tmp, tmp
+    return grad, None
+
+
+def cross_entropy_index_rows(logits, target, weight, ignore_index, label_smoothing,
+                             grad_scale, loss, grad, n_threads):
+    """Fused cross-entropy against class indices; see :mod:`fastsoftmax.kernels`."""
+    n, k = logits.shape
+    char = logits.dtype.char
+    w64, wg, has_w, w_total = _weights(weight, logits.dtype, k)
+    target = np.ascontiguousarray(target, dtype=np.int64)
+    eps = float(label_smoothing)
+    gs = float(grad_scale)
+    ii = int(ignore_index)
+    if grad is not None and np.may_share_memory(logits, grad):   # in place
+        zf, zo, zs, _ = flat(grad)
+        if zf is not None:
+            kernel, par = _pick(K_INDEX_IP, K_INDEX_IP_S, n, k, n_threads)
+            _run(kernel[char], par, zf, zo, zs, n, k, target, w64, wg, has_w, w_total,
+                 ii, eps, gs, loss)
+            return
+        logits = logits.copy()
+    logits, zf, zo, zs = _rows(logits)
+    want_grad = grad is not None
+    scratch = None
+    if want_grad:
+        grad_rows, scratch = _grad_target(grad, logits)
+        gf, go, gs_, _ = flat(grad_rows)
+    else:
+        gf, go, gs_ = zf[:0].copy(), 0, 0
+    kernel, par = _pick(K_INDEX, K_INDEX_S, n, k, n_threads)
+    _run(kernel[char], par, zf, zo, zs, gf, go, gs_, n, k, target, w64, wg, has_w, w_total,
+         ii, eps, gs, loss, want_grad)
+    if scratch is not None:
+        np.copyto(grad, scratch)
+
+
+def cross_entropy_prob_rows(logits, target, weight, label_smoothing, grad_scale,
+                            loss, grad, n_threads):
+    """Fused cross-entropy against class probabilities; see :mod:`fastsoftmax.kernels`."""
+    n, k = logits.shape
+    char = logits.dtype.char
+    w64, wg, has_w, _ = _weights(weight, logits.dtype, k)
+    eps = float(label_smoothing)
+    gs = float(grad_scale)
+    target, tf, to, ts = _rows(target)
+    if grad is not None and np.may_share_memory(logits, grad):   # in place
+        zf, zo, zs, _ = flat(grad)
+        if zf is not None:
+            kernel, par = _pick(K_PROB_IP, K_PROB_IP_S, n, k, n_threads)
+            _run(kernel[char], par, zf, zo, zs, tf, to, ts, n, k, w64, wg, has_w, eps, gs, loss)
+            return
+        logits = logits.copy()
+    logits, zf, zo, zs = _rows(logits)
+    want_grad = grad is not None
+    scratch = None
+    if want_grad:
+        grad_rows, scratch = _grad_target(grad, logits)
+        gf, go, gs_, _ = flat(grad_rows)
+    else:
+        gf, go, gs_ = zf[:0].copy(), 0, 0
+    kernel, par = _pick(K_PROB, K_PROB_S, n, k, n_threads)
+    _run(kernel[char], par, zf, zo, zs, tf, to, ts, gf, go, gs_, n, k, w64, wg, has_w, eps,
+         gs, loss, want_grad)
+    if scratch is not None:
+        np.copyto(grad, scratch)

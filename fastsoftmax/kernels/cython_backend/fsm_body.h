@@ -114,7 +114,8 @@ FSM_INLINE double FN(row_exp_sum_)(const T *x, T *dst, ptrdiff_t k, T shift, int
     }
     if (i < k) {
         ptrdiff_t r = k - i;
-        VT e = VEXP(FN(load_part)(x + i, r, 0) - shift);
+        /* padding lanes get exp(0) (the exp's fast path), then 0 */
+        VT e = VEXP(FN(load_part)(x + i, r, shift) - shift);
         for (ptrdiff_t j = r; j < W; j++) e[j] = 0;
         if (write) FN(store_part)(dst + i, e, r);
         ACC_ADD(a1, e);
@@ -147,7 +148,7 @@ FSM_INLINE void FN(map_row_)(const T *src, T *dst, ptrdiff_t k, int mode, T a, T
     if (nt && k >= 4 * W && ((uintptr_t)dst % sizeof(T)) == 0) {
         ptrdiff_t head = (ptrdiff_t)(((FSM_VB - (uintptr_t)dst % FSM_VB) % FSM_VB) / sizeof(T));
         if (head) {
-            FN(store_part)(dst, FN(apply)(FN(load_part)(src, head, 0), mode, a, b), head);
+            FN(store_part)(dst, FN(apply)(FN(load_part)(src, head, b), mode, a, b), head);
             i = head;
         }
         for (; i + 2 * W <= k; i += 2 * W) {
@@ -169,7 +170,7 @@ FSM_INLINE void FN(map_row_)(const T *src, T *dst, ptrdiff_t k, int mode, T a, T
     for (; i + W <= k; i += W)
         FN(store)(dst + i, FN(apply)(FN(load)(src + i), mode, a, b));
     if (i < k)
-        FN(store_part)(dst + i, FN(apply)(FN(load_part)(src + i, k - i, 0), mode, a, b), k - i);
+        FN(store_part)(dst + i, FN(apply)(FN(load_part)(src + i, k - i, b), mode, a, b), k - i);
 }
 static void FN(map_scale)(const T *s, T *d, ptrdiff_t k, T a, int nt)
 { FN(map_row_)(s, d, k, FSM_MODE_SCALE, a, 0, nt); }
@@ -195,6 +196,53 @@ static inline void FN(row_incache)(const T *x, T *out, ptrdiff_t k, int is_log,
         double s = FN(row_exp_sum_store)(x, e, k, m);
         FN(map_scale)(e, out, k, (T)(1.0 / s), nt);
     }
+}
+
+/* A short row (k <= 4 W) held in registers: one read, one write, no passes
+   over memory and no calls. */
+#define FSM_SMALL_VECS 4
+static inline void FN(row_small)(const T *x, T *out, ptrdiff_t k, int is_log)
+{
+    const T ninf = -(T)INFINITY;
+    const ptrdiff_t nv = (k + W - 1) / W, last = k - (nv - 1) * W;
+    VT v[FSM_SMALL_VECS];
+    VT mv = FN(splat)(ninf);
+    for (ptrdiff_t j = 0; j < nv - 1; j++) {
+        v[j] = FN(load)(x + j * W);
+        mv = FN(vmax)(mv, v[j]);
+    }
+    v[nv - 1] = last == W ? FN(load)(x + (nv - 1) * W)
+                          : FN(load_part)(x + (nv - 1) * W, last, ninf);
+    mv = FN(vmax)(mv, v[nv - 1]);
+    const T m = FN(hmax)(mv);
+    /* padding lanes hold -inf: exp(-inf - shift) = 0 for any shift that is
+       not -inf; with shift = -inf (softmax of an all -inf row) the row is
+       NaN anyway */
+    const T shift = (is_log && !FN(is_finite)(m)) ? 0 : m;
+    ACC_DECL(a0);
+    VT e[FSM_SMALL_VECS];
+    VI pad = {0};
+    if (last < W) {  /* padding lanes: exp(0) on the exp's fast path, then 0 */
+        for (ptrdiff_t j = last; j < W; j++) pad[j] = -1;
+        v[nv - 1] = FN(sel)(pad, FN(splat)(shift), v[nv - 1]);
+    }
+    for (ptrdiff_t j = 0; j < nv; j++) {
+        e[j] = VEXP(v[j] - shift);
+        if (j == nv - 1) e[j] = (VT)(~pad & (VI)e[j]);
+        ACC_ADD(a0, e[j]);
+    }
+    ACC_DECL(a1);
+    const double s = ACC_HSUM2(a0, a1);
+    if (is_log) {
+        const T lse = (T)log(s);
+        for (ptrdiff_t j = 0; j < nv; j++) e[j] = (v[j] - shift) - lse;
+    } else {
+        const T inv = (T)(1.0 / s);
+        for (ptrdiff_t j = 0; j < nv; j++) e[j] = e[j] * inv;
+    }
+    for (ptrdiff_t j = 0; j < nv - 1; j++) FN(store)(out + j * W, e[j]);
+    if (last == W) FN(store)(out + (nv - 1) * W, e[nv - 1]);
+    else FN(store_part)(out + (nv - 1) * W, e[nv - 1], last);
 }
 
 static T *FN(alloc_row)(ptrdiff_t k)
@@ -279,6 +327,19 @@ static int FN(softmax_rows)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os
         return FN(rows_long)(x, xs, out, os, n, k, is_log, n_threads, nt);
     const int use_scratch = !is_log && row_bytes >= fsm_cfg.scratch_min_bytes;
     const int nth = fsm_num_threads_for(n_threads, n, n * k);
+    if (k <= FSM_SMALL_VECS * W) {
+        if (nth == 1) {
+            for (ptrdiff_t i = 0; i < n; i++)
+                FN(row_small)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log);
+            return 0;
+        }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nth) schedule(static)
+        for (ptrdiff_t i = 0; i < n; i++)
+            FN(row_small)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log);
+#endif
+        return 0;
+    }
     if (nth == 1) {
         T *scratch = use_scratch ? FN(alloc_row)(k) : NULL;
         for (ptrdiff_t i = 0; i < n; i++)
@@ -344,7 +405,8 @@ static void FN(col_block)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
             for (ptrdiff_t r = 0; r < g; r++) {
                 const T *p = (const T *)(x + (r0 + r) * xs) + v * W;
                 if (pf) __builtin_prefetch((const char *)p + G * xs, 0, 3);
-                xv[r] = width == W ? FN(load)(p) : FN(load_part)(p, width, ninf);
+                /* padding lanes (never written) hold 0: the exp's fast path */
+                xv[r] = width == W ? FN(load)(p) : FN(load_part)(p, width, 0);
                 gm = FN(vmax)(gm, xv[r]);
             }
             VT mo = mv[v], mn = FN(vmax)(mo, gm);

@@ -251,8 +251,15 @@ FSM_INLINE ISA(vf) ISA(load_part_f)(const float *p, ptrdiff_t r, float fill)
     ISA(vf) v = (ISA(vf))_mm256_maskload_ps(p, (__m256i)m);
     return (ISA(vf))((m & (ISA(vi))v) | (~m & (ISA(vi))((ISA(vf)){0} + fill)));
 }
+/* (masked stores are microcoded and slow on AMD Zen: plain stores) */
 FSM_INLINE void ISA(store_part_f)(float *p, ISA(vf) v, ptrdiff_t r)
-{ _mm256_maskstore_ps(p, (__m256i)ISA(mask_f)(r), (__m256)v); }
+{
+    _Pragma("GCC unroll 8")
+    for (ptrdiff_t j = 0; j < 7; j++) {
+        if (j >= r) break;
+        p[j] = v[j];
+    }
+}
 FSM_INLINE ISA(vd) ISA(load_part_d)(const double *p, ptrdiff_t r, double fill)
 {
     ISA(vl) m = ISA(mask_d)(r);
@@ -260,7 +267,13 @@ FSM_INLINE ISA(vd) ISA(load_part_d)(const double *p, ptrdiff_t r, double fill)
     return (ISA(vd))((m & (ISA(vl))v) | (~m & (ISA(vl))((ISA(vd)){0} + fill)));
 }
 FSM_INLINE void ISA(store_part_d)(double *p, ISA(vd) v, ptrdiff_t r)
-{ _mm256_maskstore_pd(p, (__m256i)ISA(mask_d)(r), (__m256d)v); }
+{
+    _Pragma("GCC unroll 4")
+    for (ptrdiff_t j = 0; j < 3; j++) {
+        if (j >= r) break;
+        p[j] = v[j];
+    }
+}
 #else
 #define FSM_PART_LOOPS(SFX, TT, VV)                                           \
 FSM_INLINE VV ISA(load_part_##SFX)(const TT *p, ptrdiff_t r, TT fill)         \

@@ -37,6 +37,10 @@ LONG_ROW = 1 << 16
 CHUNK = 1 << 14
 #: inner columns per block of the column kernel
 COL_BLOCK = 512
+#: rows shorter than this use the block-of-rows algorithm (``_small_rows``)
+SMALL_K = 32
+#: elements per block of short rows
+SMALL_BLOCK = 1024
 #: below this many elements a call runs serially
 SERIAL_WORK = 1 << 15
 
@@ -215,37 +219,164 @@ def _long_row(xr, orow, log, mpart, spart, i):
 # ------------------------------------------------------------- kernels
 # Arguments: flat buffer, offset of row 0, row stride (elements), for x then
 # out; n rows of k elements.  '_inplace' variants take one buffer.
+@njit(**_INLINE)
+def _short_max_min(xb, base, k):
+    """(max, min) of ``xb[base:base+k]`` with four independent chains (a short
+    row is latency-bound); a NaN is ignored unless it comes first, either
+    way the row's sum then is NaN."""
+    h0 = h1 = h2 = h3 = xb[base]
+    l0 = l1 = l2 = l3 = h0
+    j = 0
+    while j + 4 <= k:
+        v0 = xb[base + j]
+        v1 = xb[base + j + 1]
+        v2 = xb[base + j + 2]
+        v3 = xb[base + j + 3]
+        h0 = v0 if v0 > h0 else h0
+        h1 = v1 if v1 > h1 else h1
+        h2 = v2 if v2 > h2 else h2
+        h3 = v3 if v3 > h3 else h3
+        l0 = v0 if v0 < l0 else l0
+        l1 = v1 if v1 < l1 else l1
+        l2 = v2 if v2 < l2 else l2
+        l3 = v3 if v3 < l3 else l3
+        j += 4
+    while j < k:
+        v0 = xb[base + j]
+        h0 = v0 if v0 > h0 else h0
+        l0 = v0 if v0 < l0 else l0
+        j += 1
+    h0 = h1 if h1 > h0 else h0
+    h2 = h3 if h3 > h2 else h2
+    l0 = l1 if l1 < l0 else l0
+    l2 = l3 if l3 < l2 else l2
+    return (h2 if h2 > h0 else h0), (l2 if l2 < l0 else l0)
+
+
+@njit(**_INLINE)
+def _short_sum(te, base, k):
+    """Sum of ``te[base:base+k]`` in a fixed order, four partial sums."""
+    zero = like(0.0, te[base])
+    s0 = s1 = s2 = s3 = zero
+    j = 0
+    while j + 4 <= k:
+        s0 += te[base + j]
+        s1 += te[base + j + 1]
+        s2 += te[base + j + 2]
+        s3 += te[base + j + 3]
+        j += 4
+    while j < k:
+        s0 += te[base + j]
+        j += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(**_INLINE)
+def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
+    """Rows ``r0:r1`` of ``k < SMALL_K`` elements, a block of rows at a time.
+
+    Loops over a short row leave most of the work to LLVM's scalar remainder
+    code, so here only the per-row max and sum run row by row (scalar, in
+    order); the exp and the final scaling run over the whole block as one
+    flat, vectorised loop, with the per-row shift and scale spread into
+    element-wise scratch arrays.
+    """
+    per_block = max(1, SMALL_BLOCK // k)
+    cap = per_block * k
+    tx = np.empty(cap, dtype=xf.dtype)
+    te = np.empty(cap, dtype=xf.dtype)
+    sh = np.empty(cap, dtype=xf.dtype)
+    sl = np.empty(cap, dtype=xf.dtype)
+    to = np.empty(cap, dtype=xf.dtype)
+    for b0 in range(r0, r1, per_block):
+        b1 = min(b0 + per_block, r1)
+        size = (b1 - b0) * k
+        if xs == k:
+            xb = view(xf, xo + b0 * k, size)
+        else:
+            for r in range(b1 - b0):
+                src = view(xf, xo + (b0 + r) * xs, k)
+                for j in range(k):
+                    tx[r * k + j] = src[j]
+            xb = view(tx, 0, size)
+        direct = os == k
+        ob = view(of, oo + b0 * k, size) if direct else view(to, 0, size)
+        all_fast = True
+        for r in range(b1 - b0):
+            base = r * k
+            hi, lo = _short_max_min(xb, base, k)
+            all_fast = all_fast and _fast(lo, hi, hi)
+            shift = hi if (_finite(hi) or not log) else like(0.0, hi)
+            for j in range(k):
+                sh[base + j] = shift
+        if all_fast:
+            for j in range(size):
+                te[j] = fexp_fast(xb[j] - sh[j])
+        else:
+            for j in range(size):
+                te[j] = fexp(xb[j] - sh[j])
+        for r in range(b1 - b0):
+            base = r * k
+            total = _short_sum(te, base, k)
+            value = np.log(total) if log else like(1.0, total) / total
+            for j in range(k):
+                sl[base + j] = value
+        if log:
+            for j in range(size):
+                ob[j] = (xb[j] - sh[j]) - sl[j]
+        else:
+            for j in range(size):
+                ob[j] = te[j] * sl[j]
+        if not direct:
+            for r in range(b1 - b0):
+                dst = view(of, oo + (b0 + r) * os, k)
+                for j in range(k):
+                    dst[j] = to[r * k + j]
+
+
+@njit(**_INLINE)
+def _rows_range(xf, xo, xs, of, oo, os, r0, r1, k, log):
+    if k < SMALL_K:
+        _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log)
+    else:
+        for i in range(r0, r1):
+            _row(view(xf, xo + i * xs, k), view(of, oo + i * os, k), log)
+
+
+@njit(**_INLINE)
+def _groups(n):
+    return min(n, 64)
+
+
 def _rows_serial(xf, xo, xs, of, oo, os, n, k, log):
-    for i in range(n):
-        _row(view(xf, xo + i * xs, k), view(of, oo + i * os, k), log)
+    _rows_range(xf, xo, xs, of, oo, os, 0, n, k, log)
 
 
 def _rows_serial_c(x, out, log):
     """C-contiguous 2-D x and out: fewer arguments, less dispatch time."""
     n, k = x.shape
-    for i in range(n):
-        _row(view(x, i * k, k), view(out, i * k, k), log)
+    _rows_range(view(x, 0, n * k), 0, k, view(out, 0, n * k), 0, k, 0, n, k, log)
 
 
 def _rows_serial_c_inplace(buf, log):
     n, k = buf.shape
-    for i in range(n):
-        _row(view(buf, i * k, k), view(buf, i * k, k), log)
+    _rows_range(view(buf, 0, n * k), 0, k, view(buf, 0, n * k), 0, k, 0, n, k, log)
 
 
 def _rows_parallel(xf, xo, xs, of, oo, os, n, k, log):
-    for i in prange(n):
-        _row(view(xf, xo + i * xs, k), view(of, oo + i * os, k), log)
+    groups = _groups(n)
+    for g in prange(groups):
+        _rows_range(xf, xo, xs, of, oo, os, g * n // groups, (g + 1) * n // groups, k, log)
 
 
 def _rows_serial_inplace(bf, bo, bs, n, k, log):
-    for i in range(n):
-        _row(view(bf, bo + i * bs, k), view(bf, bo + i * bs, k), log)
+    _rows_range(bf, bo, bs, bf, bo, bs, 0, n, k, log)
 
 
 def _rows_parallel_inplace(bf, bo, bs, n, k, log):
-    for i in prange(n):
-        _row(view(bf, bo + i * bs, k), view(bf, bo + i * bs, k), log)
+    groups = _groups(n)
+    for g in prange(groups):
+        _rows_range(bf, bo, bs, bf, bo, bs, g * n // groups, (g + 1) * n // groups, k, log)
 
 
 def _long_rows(xf, xo, xs, of, oo, os, n, k, log, mpart, spart):

@@ -115,6 +115,7 @@ def test_import_fastsoftmax_does_not_import_numba():
     assert res.stdout.strip() == "False"
 
 
+@pytest.mark.slow  # compiles all 38 kernel variants: minutes on a cold cache
 def test_warmup_compiles_every_kernel():
     seconds = nb.warmup()
     assert seconds >= 0

@@ -288,12 +288,12 @@ def run(
     vocab=50_000,
     window=2,
     dim=64,
-    epochs=4,
+    epochs=3,
     batch_size=256,
     lr=1.0,
     num_sampled=1024,
     distortion=0.75,
-    train_tokens=100_000,
+    train_tokens=80_000,
     eval_tokens=10_000,
     heldout_fraction=0.1,
     seed=0,
@@ -444,6 +444,7 @@ def _plot(result, path, num_sampled, say):
         by_epoch.plot(epochs, history["heldout_loss"], marker="o", label=label)
         by_time.plot(seconds, history["heldout_loss"], marker="o", label=label)
     by_epoch.set_xlabel("epoch")
+    by_epoch.set_xticks(epochs)
     by_time.set_xlabel("training time (s)")
     by_epoch.set_ylabel("held-out full-softmax loss (nats)")
     by_epoch.legend()
@@ -462,12 +463,12 @@ def main(argv=None):
     parser.add_argument("--vocab", type=int, default=50_000)
     parser.add_argument("--window", type=int, default=2)
     parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1.0)
     parser.add_argument("--num-sampled", type=int, default=1024)
     parser.add_argument("--distortion", type=float, default=0.75)
-    parser.add_argument("--train-tokens", type=int, default=100_000,
+    parser.add_argument("--train-tokens", type=int, default=80_000,
                         help="training positions per epoch (0: all)")
     parser.add_argument("--eval-tokens", type=int, default=10_000,
                         help="held-out positions scored (0: all)")

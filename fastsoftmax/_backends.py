@@ -144,6 +144,14 @@ def set_backend(name):
     -----
     A :func:`use_backend` block in effect in the current thread or task
     still takes precedence.
+
+    Examples
+    --------
+    >>> import fastsoftmax
+    >>> fastsoftmax.set_backend("numpy")
+    >>> fastsoftmax.get_backend()
+    'numpy'
+    >>> fastsoftmax.set_backend("auto")
     """
     global _global_backend
     _check_name(name)
@@ -197,7 +205,17 @@ _num_threads = _default_threads()
 
 
 def get_num_threads():
-    """Number of threads the compiled kernels use (Numba and Cython alike)."""
+    """Number of threads the compiled kernels use (Numba and Cython alike).
+
+    The starting value is ``$FASTSOFTMAX_NUM_THREADS``, else the number of CPUs
+    this process may run on.
+
+    Examples
+    --------
+    >>> import fastsoftmax
+    >>> fastsoftmax.get_num_threads() >= 1
+    True
+    """
     return _num_threads
 
 
@@ -206,6 +224,15 @@ def set_num_threads(n):
 
     Applies to every thread of the process; the Numba backend cannot use more
     than ``numba.config.NUMBA_NUM_THREADS`` threads and clamps to that.
+
+    Examples
+    --------
+    >>> import fastsoftmax
+    >>> old = fastsoftmax.get_num_threads()
+    >>> fastsoftmax.set_num_threads(1)
+    >>> fastsoftmax.get_num_threads()
+    1
+    >>> fastsoftmax.set_num_threads(old)
     """
     global _num_threads
     try:

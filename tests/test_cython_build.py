@@ -120,6 +120,26 @@ def test_exp_special_values(isa, dtype):
     np.testing.assert_allclose(got[5:], np.exp(x[5:]), rtol=np.finfo(dtype).eps)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exp_nonpositive_matches_general_exp(isa, dtype):
+    """The branch-free exp the kernels use on x - max: <= 1 ulp down to the
+    smallest subnormal, and bit for bit the general exp."""
+    lo = -760.0 if dtype == np.float64 else -110.0
+    x = np.linspace(lo, 0.0, 400_001).astype(dtype)
+    x = np.concatenate([x, x[-1000:] * 1e-3, [np.nan, -np.inf, -0.0, 0.0, -1e4, -1e30]]).astype(dtype)
+    got = K._exp(x, nonpositive=True)
+    np.testing.assert_array_equal(got, K._exp(x))
+    with np.errstate(over="ignore", under="ignore"):
+        want = np.exp(x.astype(np.float64)).astype(dtype)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(x))
+    finite = np.isfinite(x)
+    np.testing.assert_array_equal(got[finite] == 0, want[finite] == 0)
+    ulp = np.abs(got[finite].astype(np.float64) - want[finite]) / np.spacing(want[finite])
+    assert ulp.max() <= 1.0
+    with pytest.raises(ValueError, match="needs arguments <= 0"):
+        K._exp(np.array([1.0], dtype), nonpositive=True)
+
+
 def test_exp_subnormal_range_float64(isa):
     x = np.array([-708.5, -720.0, -740.0, -745.0, -745.13, -745.14, -746.0, -1000.0])
     np.testing.assert_array_equal(K._exp(x), np.exp(x))

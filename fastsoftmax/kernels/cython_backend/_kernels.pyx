@@ -38,8 +38,8 @@ cdef extern from "fsm_kernels.h" nogil:
     int fsm_softmax_cols_f64(const char *x, Py_ssize_t xs0, Py_ssize_t xs1, char *out,
                              Py_ssize_t os0, Py_ssize_t os1, Py_ssize_t outer,
                              Py_ssize_t k, Py_ssize_t inner, int is_log, int n_threads)
-    void fsm_exp_f32(const float *x, float *out, Py_ssize_t n)
-    void fsm_exp_f64(const double *x, double *out, Py_ssize_t n)
+    void fsm_exp_f32(const float *x, float *out, Py_ssize_t n, int nonpos)
+    void fsm_exp_f64(const double *x, double *out, Py_ssize_t n, int nonpos)
     int fsm_ce_index_rows_f32(const char *z, Py_ssize_t zs, Py_ssize_t n, Py_ssize_t C,
                               const int64_t *target, const double *w, int64_t ignore_index,
                               double eps, double grad_scale, double *loss,
@@ -314,16 +314,22 @@ def cross_entropy_prob_rows(cnp.ndarray logits not None, cnp.ndarray target not 
 
 # ---------------------------------------------------------------- test hooks
 
-def _exp(x):
-    """The kernels' vectorised exp applied to a float32/float64 array (tests only)."""
+def _exp(x, bint nonpositive=False):
+    """The kernels' vectorised exp applied to a float32/float64 array (tests only).
+
+    ``nonpositive=True`` uses the branch-free exp the kernels call on
+    ``x - max``, valid only for arguments <= 0, -inf or NaN.
+    """
     cdef cnp.ndarray a = np.ascontiguousarray(x)
     cdef int typ = _float_type(a, "x")
     cdef cnp.ndarray res = np.empty_like(a)
     cdef Py_ssize_t n = a.size
+    if nonpositive and np.any(a > 0):
+        raise ValueError("nonpositive=True needs arguments <= 0")
     if typ == cnp.NPY_FLOAT:
-        fsm_exp_f32(<const float *>cnp.PyArray_DATA(a), <float *>cnp.PyArray_DATA(res), n)
+        fsm_exp_f32(<const float *>cnp.PyArray_DATA(a), <float *>cnp.PyArray_DATA(res), n, nonpositive)
     else:
-        fsm_exp_f64(<const double *>cnp.PyArray_DATA(a), <double *>cnp.PyArray_DATA(res), n)
+        fsm_exp_f64(<const double *>cnp.PyArray_DATA(a), <double *>cnp.PyArray_DATA(res), n, nonpositive)
     return res
 
 

@@ -11,21 +11,14 @@
 #define VT ISA(vf)
 #define VI ISA(vi)
 #define VEXP ISA(exp_vf)
+#define VEXPN ISA(exp_vf_np)
 #define STREAM ISA(stream_vf)
-/* sums of float rows are accumulated in double: an accumulator is a pair of
-   double vectors (low and high lanes) */
-#define ACC_DECL(a) ISA(vd) a##_lo = {0}, a##_hi = {0}
-#define ACC_ADD(a, e) do { VT e_ = (e); a##_lo += ISA(widen_lo)(e_); \
-                           a##_hi += ISA(widen_hi)(e_); } while (0)
-#define ACC_HSUM2(a, b) FN(hsumd)((a##_lo + b##_lo) + (a##_hi + b##_hi))
 #else
 #define VT ISA(vd)
 #define VI ISA(vl)
 #define VEXP ISA(exp_vd)
+#define VEXPN ISA(exp_vd_np)
 #define STREAM ISA(stream_vd)
-#define ACC_DECL(a) VT a = {0}
-#define ACC_ADD(a, e) (a += (e))
-#define ACC_HSUM2(a, b) FN(hsumd)(a + b)
 #endif
 
 /* ---- small vector helpers ---------------------------------------------- */
@@ -93,52 +86,124 @@ static inline T FN(row_max)(const T *x, ptrdiff_t k)
     return FN(hmax)(FN(vmax)(FN(vmax)(m0, m1), FN(vmax)(m2, m3)));
 }
 
+/* Sums of exponentials.  Softmax: float vectors are summed in float within
+   blocks of at most FSM_SUM_BLOCK vectors (4 accumulators), and each
+   block's sum is added in double: the rounding error of the float part is
+   bounded by the block size (a few ulps of the block sum), not by the row
+   length, and only one conversion to double is paid per block.  log_softmax
+   and cross-entropy ("hp", high precision) need log(sum) to the last bits
+   (their values near 0 cancel): every float vector is widened to double.
+   Double sums use the same code (the fold is a plain add). */
+#define FSM_SUM_BLOCK 16
+#if FSM_F32
+#define SUMD_DECL(a) ISA(vd) a##_lo = {0}, a##_hi = {0}
+#define SUMD_FOLD(a, v) do { VT v_ = (v); a##_lo += ISA(widen_lo)(v_); \
+                             a##_hi += ISA(widen_hi)(v_); } while (0)
+#define SUMD_TOTAL(a) FN(hsumd)(a##_lo + a##_hi)
+#else
+#define SUMD_DECL(a) VT a = {0}
+#define SUMD_FOLD(a, v) (a += (v))
+#define SUMD_TOTAL(a) FN(hsumd)(a)
+#endif
+
+/* True when the exp of x - shift may use the branch-free exp for
+   non-positive arguments: shift is the max m of the values (then x - m is
+   <= 0, -inf or NaN, also for m = +-inf), or m = -inf (all values -inf or
+   NaN) whatever the shift. */
+FSM_INLINE int FN(np_ok)(T m, T shift) { return shift == m || m == -(T)INFINITY; }
+
 /* sum of exp(x - shift) over x[0:k], in double; the exponentials are also
-   written to dst[0:k] when dst is not NULL (dst may be x). */
-FSM_INLINE double FN(row_exp_sum_)(const T *x, T *dst, ptrdiff_t k, T shift, int write)
+   written to dst[0:k] when `write` (dst may be x).  np: every x - shift is
+   <= 0, -inf or NaN (see np_ok).  hp: float exponentials summed in double
+   one by one (see above). */
+FSM_INLINE double FN(row_exp_sum_)(const T *x, T *dst, ptrdiff_t k, T shift, int write,
+                                   int np, int hp)
 {
-    ACC_DECL(a0);
-    ACC_DECL(a1);
+#define FSM_E(v) (np ? VEXPN(v) : VEXP(v))
+    if (!FSM_F32) hp = 0;
+    SUMD_DECL(tot);
+    SUMD_DECL(h0);
+    SUMD_DECL(h1);
     ptrdiff_t i = 0;
-    for (; i + 2 * W <= k; i += 2 * W) {
-        VT e0 = VEXP(FN(load)(x + i) - shift);
-        VT e1 = VEXP(FN(load)(x + i + W) - shift);
-        if (write) { FN(store)(dst + i, e0); FN(store)(dst + i + W, e1); }
-        ACC_ADD(a0, e0);
-        ACC_ADD(a1, e1);
-    }
-    for (; i + W <= k; i += W) {
-        VT e0 = VEXP(FN(load)(x + i) - shift);
-        if (write) FN(store)(dst + i, e0);
-        ACC_ADD(a0, e0);
+    while (i + 4 * W <= k) {
+        const ptrdiff_t nb = (k - i) / (4 * W) < FSM_SUM_BLOCK / 4 ? (k - i) / (4 * W) : FSM_SUM_BLOCK / 4;
+        const ptrdiff_t end = i + nb * 4 * W;
+        VT a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (; i < end; i += 4 * W) {
+            VT e0 = FSM_E(FN(load)(x + i) - shift);
+            VT e1 = FSM_E(FN(load)(x + i + W) - shift);
+            VT e2 = FSM_E(FN(load)(x + i + 2 * W) - shift);
+            VT e3 = FSM_E(FN(load)(x + i + 3 * W) - shift);
+            if (write) {
+                FN(store)(dst + i, e0); FN(store)(dst + i + W, e1);
+                FN(store)(dst + i + 2 * W, e2); FN(store)(dst + i + 3 * W, e3);
+            }
+            if (hp) {
+                SUMD_FOLD(h0, e0); SUMD_FOLD(h1, e1); SUMD_FOLD(h0, e2); SUMD_FOLD(h1, e3);
+            } else {
+                a0 += e0; a1 += e1; a2 += e2; a3 += e3;
+            }
+        }
+        if (!hp) SUMD_FOLD(tot, (a0 + a1) + (a2 + a3));
     }
     if (i < k) {
-        ptrdiff_t r = k - i;
-        /* padding lanes get exp(0) (the exp's fast path), then 0 */
-        VT e = VEXP(FN(load_part)(x + i, r, shift) - shift);
-        for (ptrdiff_t j = r; j < W; j++) e[j] = 0;
-        if (write) FN(store_part)(dst + i, e, r);
-        ACC_ADD(a1, e);
+        VT a0 = {0};
+        for (; i + W <= k; i += W) {
+            VT e0 = FSM_E(FN(load)(x + i) - shift);
+            if (write) FN(store)(dst + i, e0);
+            if (hp) SUMD_FOLD(h0, e0);
+            else a0 += e0;
+        }
+        if (i < k) {
+            ptrdiff_t r = k - i;
+            /* padding lanes get exp(0), then 0 */
+            VT e = FSM_E(FN(load_part)(x + i, r, shift) - shift);
+            for (ptrdiff_t j = r; j < W; j++) e[j] = 0;
+            if (write) FN(store_part)(dst + i, e, r);
+            if (hp) SUMD_FOLD(h1, e);
+            else a0 += e;
+        }
+        if (!hp) SUMD_FOLD(tot, a0);
     }
-    return ACC_HSUM2(a0, a1);
+    if (hp) return SUMD_TOTAL(h0) + SUMD_TOTAL(h1);
+    return SUMD_TOTAL(tot);
+#undef FSM_E
 }
-static double FN(row_exp_sum)(const T *x, ptrdiff_t k, T shift)
-{ return FN(row_exp_sum_)(x, NULL, k, shift, 0); }
-static double FN(row_exp_sum_store)(const T *x, T *dst, ptrdiff_t k, T shift)
-{ return FN(row_exp_sum_)(x, dst, k, shift, 1); }
+/* sums for log_softmax / cross-entropy (hp) */
+static double FN(row_exp_sum_hp)(const T *x, ptrdiff_t k, T shift, int np)
+{
+    return np ? FN(row_exp_sum_)(x, NULL, k, shift, 0, 1, 1)
+              : FN(row_exp_sum_)(x, NULL, k, shift, 0, 0, 1);
+}
+static double FN(row_exp_sum_store_hp)(const T *x, T *dst, ptrdiff_t k, T shift, int np)
+{
+    return np ? FN(row_exp_sum_)(x, dst, k, shift, 1, 1, 1)
+              : FN(row_exp_sum_)(x, dst, k, shift, 1, 0, 1);
+}
+/* sums for softmax (float blocks); _store_sm: shift = max */
+static double FN(row_exp_sum_sm)(const T *x, ptrdiff_t k, T shift, int np)
+{
+    return np ? FN(row_exp_sum_)(x, NULL, k, shift, 0, 1, 0)
+              : FN(row_exp_sum_)(x, NULL, k, shift, 0, 0, 0);
+}
+static double FN(row_exp_sum_store_sm)(const T *x, T *dst, ptrdiff_t k, T m)
+{ return FN(row_exp_sum_)(x, dst, k, m, 1, 1, 0); }
 
 /* dst = op(src) elementwise, op one of
      MODE_SCALE:    v * a
      MODE_EXPSCALE: exp(v - b) * a
      MODE_LOG:      (v - b) - a
+     MODE_EXPSCALE_NP: as MODE_EXPSCALE, every v - b <= 0, -inf or NaN
    With nt, full vectors are written with streaming stores. */
 #define FSM_MODE_SCALE 0
 #define FSM_MODE_EXPSCALE 1
 #define FSM_MODE_LOG 2
+#define FSM_MODE_EXPSCALE_NP 3
 FSM_INLINE VT FN(apply)(VT v, int mode, T a, T b)
 {
     if (mode == FSM_MODE_SCALE) return v * a;
     if (mode == FSM_MODE_EXPSCALE) return VEXP(v - b) * a;
+    if (mode == FSM_MODE_EXPSCALE_NP) return VEXPN(v - b) * a;
     return (v - b) - a;
 }
 FSM_INLINE void FN(map_row_)(const T *src, T *dst, ptrdiff_t k, int mode, T a, T b, int nt)
@@ -174,8 +239,11 @@ FSM_INLINE void FN(map_row_)(const T *src, T *dst, ptrdiff_t k, int mode, T a, T
 }
 static void FN(map_scale)(const T *s, T *d, ptrdiff_t k, T a, int nt)
 { FN(map_row_)(s, d, k, FSM_MODE_SCALE, a, 0, nt); }
-static void FN(map_expscale)(const T *s, T *d, ptrdiff_t k, T a, T b, int nt)
-{ FN(map_row_)(s, d, k, FSM_MODE_EXPSCALE, a, b, nt); }
+static void FN(map_expscale)(const T *s, T *d, ptrdiff_t k, T a, T b, int np, int nt)
+{
+    if (np) FN(map_row_)(s, d, k, FSM_MODE_EXPSCALE_NP, a, b, nt);
+    else FN(map_row_)(s, d, k, FSM_MODE_EXPSCALE, a, b, nt);
+}
 static void FN(map_log)(const T *s, T *d, ptrdiff_t k, T a, T b, int nt)
 { FN(map_row_)(s, d, k, FSM_MODE_LOG, a, b, nt); }
 
@@ -189,11 +257,11 @@ static inline void FN(row_incache)(const T *x, T *out, ptrdiff_t k, int is_log,
     T m = FN(row_max)(x, k);
     if (is_log) {
         T shift = FN(is_finite)(m) ? m : 0;
-        double s = FN(row_exp_sum)(x, k, shift);
+        double s = FN(row_exp_sum_hp)(x, k, shift, FN(np_ok)(m, shift));
         FN(map_log)(x, out, k, (T)log(s), shift, nt);
     } else {
         T *e = scratch ? scratch : out;
-        double s = FN(row_exp_sum_store)(x, e, k, m);
+        double s = FN(row_exp_sum_store_sm)(x, e, k, m);
         FN(map_scale)(e, out, k, (T)(1.0 / s), nt);
     }
 }
@@ -219,20 +287,31 @@ static inline void FN(row_small)(const T *x, T *out, ptrdiff_t k, int is_log)
        not -inf; with shift = -inf (softmax of an all -inf row) the row is
        NaN anyway */
     const T shift = (is_log && !FN(is_finite)(m)) ? 0 : m;
-    ACC_DECL(a0);
     VT e[FSM_SMALL_VECS];
     VI pad = {0};
-    if (last < W) {  /* padding lanes: exp(0) on the exp's fast path, then 0 */
+    if (last < W) {  /* padding lanes: exp(0), then 0 */
         for (ptrdiff_t j = last; j < W; j++) pad[j] = -1;
         v[nv - 1] = FN(sel)(pad, FN(splat)(shift), v[nv - 1]);
     }
-    for (ptrdiff_t j = 0; j < nv; j++) {
-        e[j] = VEXP(v[j] - shift);
-        if (j == nv - 1) e[j] = (VT)(~pad & (VI)e[j]);
-        ACC_ADD(a0, e[j]);
-    }
-    ACC_DECL(a1);
-    const double s = ACC_HSUM2(a0, a1);
+    VT es = {0};
+    if (FN(np_ok)(m, shift))
+        for (ptrdiff_t j = 0; j < nv; j++) {
+            e[j] = VEXPN(v[j] - shift);
+            if (j == nv - 1) e[j] = (VT)(~pad & (VI)e[j]);
+            es += e[j];
+        }
+    else
+        for (ptrdiff_t j = 0; j < nv; j++) {
+            e[j] = VEXP(v[j] - shift);
+            if (j == nv - 1) e[j] = (VT)(~pad & (VI)e[j]);
+            es += e[j];
+        }
+    SUMD_DECL(a0);
+    if (is_log && FSM_F32)  /* log(sum) to the last bits */
+        for (ptrdiff_t j = 0; j < nv; j++) SUMD_FOLD(a0, e[j]);
+    else
+        SUMD_FOLD(a0, es);
+    const double s = SUMD_TOTAL(a0);
     if (is_log) {
         const T lse = (T)log(s);
         for (ptrdiff_t j = 0; j < nv; j++) e[j] = (v[j] - shift) - lse;
@@ -279,7 +358,8 @@ static int FN(rows_long)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
         T m = FN(row_max)(xr, len);
         T shift = FN(is_finite)(m) ? m : 0;
         pmax[u] = m;
-        psum[u] = FN(row_exp_sum)(xr, len, shift);
+        if (is_log) psum[u] = FN(row_exp_sum_hp)(xr, len, shift, FN(np_ok)(m, shift));
+        else psum[u] = FN(row_exp_sum_sm)(xr, len, shift, FN(np_ok)(m, shift));
     }
     /* combine: pmax[row*nch] <- shift of the row, psum[row*nch] <- a */
     for (ptrdiff_t row = 0; row < n; row++) {
@@ -310,7 +390,7 @@ static int FN(rows_long)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
             T *orow = (T *)(out + row * os) + c0;
             T shift = (T)pmax[row * nch], a = (T)psum[row * nch];
             if (is_log) FN(map_log)(xr, orow, len, a, shift, nt);
-            else FN(map_expscale)(xr, orow, len, a, shift, nt);
+            else FN(map_expscale)(xr, orow, len, a, shift, 1, nt);  /* x - max */
         }
         if (nt) ISA(stream_fence)();
     }
@@ -411,18 +491,29 @@ static void FN(col_block)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
             }
             VT mo = mv[v], mn = FN(vmax)(mo, gm);
             VT shn = (VT)(~(VI)(mn == ninf) & (VI)mn);   /* sh(mn) */
+            /* every x - shn is <= 0, -inf or NaN: the branch-free exp.
+               The running sums are double; softmax sums the group's
+               exponentials (at most FSM_MAX_COL_GROUP) in T first,
+               log_softmax needs log(sum) to the last bits (its values near
+               0 cancel): each one is added in double */
+            VT e = VEXPN(xv[0] - shn);
 #if FSM_F32
-            /* the exponentials are summed in double: log_softmax needs
-               log(sum) to the last bit (its values near 0 cancel) */
-            VD el = {0}, eh = {0};
-            for (ptrdiff_t r = 0; r < g; r++) {
-                VT e = VEXP(xv[r] - shn);
-                el += ISA(widen_lo)(e);
-                eh += ISA(widen_hi)(e);
+            VD el, eh;
+            if (is_log) {
+                el = ISA(widen_lo)(e);
+                eh = ISA(widen_hi)(e);
+                for (ptrdiff_t r = 1; r < g; r++) {
+                    VT er = VEXPN(xv[r] - shn);
+                    el += ISA(widen_lo)(er);
+                    eh += ISA(widen_hi)(er);
+                }
+            } else {
+                for (ptrdiff_t r = 1; r < g; r++) e += VEXPN(xv[r] - shn);
+                el = ISA(widen_lo)(e);
+                eh = ISA(widen_hi)(e);
             }
 #else
-            VT e = VEXP(xv[0] - shn);
-            for (ptrdiff_t r = 1; r < g; r++) e += VEXP(xv[r] - shn);
+            for (ptrdiff_t r = 1; r < g; r++) e += VEXPN(xv[r] - shn);
 #endif
             if (FN(any)(mn > mo)) {
                 VT sho = (VT)(~(VI)(mo == ninf) & (VI)mo);
@@ -483,7 +574,7 @@ static void FN(col_block)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
             for (ptrdiff_t c = 0; c < cb; c += 64 / (ptrdiff_t)sizeof(T))
                 __builtin_prefetch((const char *)(src + c) + 2 * xs, 0, 3);
 #define FSM_COL_OP(v, i) (is_log ? ((v) - FN(load)(pb + (i))) - FN(load)(pa + (i)) \
-                                 : VEXP((v) - FN(load)(pb + (i))) * FN(load)(pa + (i)))
+                                 : VEXPN((v) - FN(load)(pb + (i))) * FN(load)(pa + (i)))
 #if FSM_HAVE_STREAM
         if (nt && cb >= 4 * W && ((uintptr_t)dst % sizeof(T)) == 0) {
             ptrdiff_t head = (ptrdiff_t)(((FSM_VB - (uintptr_t)dst % FSM_VB) % FSM_VB) / sizeof(T));
@@ -542,9 +633,15 @@ static int FN(softmax_cols)(const char *x, ptrdiff_t xs0, ptrdiff_t xs1, char *o
 
 /* ---- test helper ----------------------------------------------------------- */
 
-static void FN(exp_array)(const T *x, T *out, ptrdiff_t n)
+/* out = exp(x): the general exp, or (np) the one for arguments <= 0 */
+static void FN(exp_array)(const T *x, T *out, ptrdiff_t n, int np)
 {
     ptrdiff_t i = 0;
+    if (np) {
+        for (; i + W <= n; i += W) FN(store)(out + i, VEXPN(FN(load)(x + i)));
+        if (i < n) FN(store_part)(out + i, VEXPN(FN(load_part)(x + i, n - i, 0)), n - i);
+        return;
+    }
     for (; i + W <= n; i += W) FN(store)(out + i, VEXP(FN(load)(x + i)));
     if (i < n) FN(store_part)(out + i, VEXP(FN(load_part)(x + i, n - i, 0)), n - i);
 }
@@ -558,7 +655,8 @@ static void FN(exp_array)(const T *x, T *out, ptrdiff_t n)
 #undef VT
 #undef VI
 #undef VEXP
+#undef VEXPN
 #undef STREAM
-#undef ACC_DECL
-#undef ACC_ADD
-#undef ACC_HSUM2
+#undef SUMD_DECL
+#undef SUMD_FOLD
+#undef SUMD_TOTAL

@@ -111,8 +111,9 @@ static int FN(ce_index_rows)(const char *z, ptrdiff_t zs, ptrdiff_t n, ptrdiff_t
             }
             const T m = FN(row_max)(zr, C);
             const T shift = FN(is_finite)(m) ? m : 0;
-            const double s = gr ? FN(row_exp_sum_store)(zr, e, C, shift)
-                                : FN(row_exp_sum)(zr, C, shift);
+            const int np = FN(np_ok)(m, shift);
+            const double s = gr ? FN(row_exp_sum_store_hp)(zr, e, C, shift, np)
+                                : FN(row_exp_sum_hp)(zr, C, shift, np);
             const double lse = (double)shift + log(s);
             const double wy = w ? w[y] : 1.0;
             double L = (1.0 - eps) * wy * (lse - (double)zr[y]);
@@ -216,8 +217,9 @@ static int FN(ce_prob_rows)(const char *z, ptrdiff_t zs, ptrdiff_t n, ptrdiff_t 
             T *gr = grad ? (T *)(grad + i * gs) : NULL;
             const T m = FN(row_max)(zr, C);
             const T shift = FN(is_finite)(m) ? m : 0;
-            const double s = gr ? FN(row_exp_sum_store)(zr, e, C, shift)
-                                : FN(row_exp_sum)(zr, C, shift);
+            const int np = FN(np_ok)(m, shift);
+            const double s = gr ? FN(row_exp_sum_store_hp)(zr, e, C, shift, np)
+                                : FN(row_exp_sum_hp)(zr, C, shift, np);
             const double lse = (double)shift + log(s);
             double SW, SL;
             FN(ce_prob_sums)(zr, tr, w, C, lse, eps, &SW, &SL);

@@ -27,13 +27,18 @@ typedef int64_t ISA(vl) __attribute__((vector_size(FSM_VB)));
     __typeof__(r) q_ = (p0_ + r2_ * p1_) + r4_ * (p2_ + r2_ * p3_)              \
                        + r8_ * (p4_ + r2_ * p5_);                               \
     (q_ * r2_ + r_) + 1.0; })
+/* float: 1 + r + r^2 q(r), q of degree 4 fitted for the least maximum
+   relative error on [-ln2/2, ln2/2] (3.9e-9 with the float coefficients),
+   in Horner's scheme: 6 FMAs, the fewest operations (the exponentials of a
+   row are independent, so the long dependency chain costs nothing) */
 #define FSM_EXP_POLY_F32(r) __extension__ ({                                    \
-    __typeof__(r) r_ = (r), r2_ = r_ * r_, r4_ = r2_ * r2_;                     \
-    __typeof__(r) p0_ = (1.0f / 6.0f) * r_ + 0.5f;                              \
-    __typeof__(r) p1_ = (1.0f / 120.0f) * r_ + (1.0f / 24.0f);                  \
-    __typeof__(r) p2_ = (1.0f / 5040.0f) * r_ + (1.0f / 720.0f);                \
-    __typeof__(r) q_ = (p0_ + r2_ * p1_) + r4_ * p2_;                           \
-    (q_ * r2_ + r_) + 1.0f; })
+    __typeof__(r) r_ = (r);                                                     \
+    __typeof__(r) t_ = r_ * 0x1.6a242ap-10f + 0x1.1239d0p-7f;                   \
+    t_ = t_ * r_ + 0x1.5558f2p-5f;                                              \
+    t_ = t_ * r_ + 0x1.555492p-3f;                                              \
+    t_ = t_ * r_ + 0x1.fffffcp-2f;                                              \
+    t_ = t_ * r_ + 1.0f;                                                        \
+    t_ * r_ + 1.0f; })
 
 /*
  * exp in plain arithmetic, vectorised, for double.
@@ -66,7 +71,7 @@ FSM_INLINE VD NAME(VD x)                                                      \
 
 FSM_DEFINE_EXP_F64_FULL(ISA(exp_vd_full), ISA(vd), ISA(vl))
 
-/* exp for float, same scheme: Taylor degree 7 (truncation < 6e-9), clamps
+/* exp for float, same scheme: polynomial of degree 6 (see above), clamps
    at -105 (result 0) and 89 (result inf).  Accuracy: 1-2 ulp. */
 FSM_INLINE ISA(vf) ISA(exp_vf_full)(ISA(vf) x)
 {
@@ -169,6 +174,45 @@ FSM_INLINE ISA(vf) ISA(exp_vf)(ISA(vf) x)
     r = r - n * -2.12194440e-4f;
     VF p = FSM_EXP_POLY_F32(r);
     return p * (VF)(((VI)kd + 127) << 23);
+}
+
+/*
+ * exp for arguments that are <= 0, -inf or NaN (x - max, the softmax case):
+ * no test and no branch.  The argument is clamped at the low end (where the
+ * result is 0 anyway; NaN passes the clamp), and 2^n is applied as
+ * 2^(n + 64) * 2^-64: the first product is exact (its result is normal),
+ * the second rounds once, also into the subnormal range.  Bit for bit the
+ * result of exp_vf / exp_vd (and 1 ulp of exp) for such arguments.  Never
+ * call it with a positive argument above 40 (the exponent would wrap).
+ */
+FSM_INLINE ISA(vf) ISA(exp_vf_np)(ISA(vf) x)
+{
+    typedef ISA(vf) VF;
+    typedef ISA(vi) VI;
+    /* kd = 1.5 * 2^23 + 191 + n: its low mantissa bits, shifted into the
+       exponent field, are n + 127 + 64 (no integer add needed) */
+    const float shift = 0x1.8p23f + (127 + 64);
+    x = ISA(max_f)(x, (VF){0} + -110.0f);   /* keeps NaN */
+    VF kd = x * 1.44269504088896341f + shift;
+    VF n = kd - shift;
+    VF r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    VF p = FSM_EXP_POLY_F32(r);
+    return (p * (VF)((VI)kd << 23)) * 0x1p-64f;
+}
+
+FSM_INLINE ISA(vd) ISA(exp_vd_np)(ISA(vd) x)
+{
+    typedef ISA(vd) VD;
+    typedef ISA(vl) VL;
+    const double shift = 0x1.8p52;
+    x = ISA(max_d)(x, (VD){0} + -750.0);    /* keeps NaN */
+    VD kd = x * 1.4426950408889634 + shift;
+    VD n = kd - shift;
+    VD r = x - n * 6.93147180369123816490e-01;
+    r = r - n * 1.90821492927058770002e-10;
+    VD p = FSM_EXP_POLY_F64(r);
+    return (p * (VD)(((VL)kd + (1023 + 64)) << 52)) * 0x1p-64;
 }
 
 /* Float to double, low and high halves of a float vector: sums of float

@@ -182,8 +182,8 @@ static int fsm_softmax_cols_##sfx(const char *x, ptrdiff_t xs0,               \
         int n_threads)                                                        \
 { FSM_DISPATCH(softmax_cols, sfx, (x, xs0, xs1, out, os0, os1, outer, k,      \
                                    inner, is_log, n_threads)) }               \
-static void fsm_exp_##sfx(const T *x, T *out, ptrdiff_t n)                    \
-{ FSM_DISPATCH(exp_array, sfx, (x, out, n)) }                                 \
+static void fsm_exp_##sfx(const T *x, T *out, ptrdiff_t n, int np)            \
+{ FSM_DISPATCH(exp_array, sfx, (x, out, n, np)) }                             \
 static int fsm_ce_index_rows_##sfx(const char *z, ptrdiff_t zs,               \
         ptrdiff_t n, ptrdiff_t C, const int64_t *target, const double *w,     \
         int64_t ignore_index, double eps, double grad_scale, double *loss,    \

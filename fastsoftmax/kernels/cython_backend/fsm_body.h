@@ -266,62 +266,124 @@ static inline void FN(row_incache)(const T *x, T *out, ptrdiff_t k, int is_log,
     }
 }
 
-/* A short row (k <= 4 W) held in registers: one read, one write, no passes
-   over memory and no calls. */
+/* Every lane = the max (allmax) or the sum (allsum) of the lanes of v, by
+   log2(lanes) shuffle steps (no scalar round trip).  allmax: v NaN-free. */
+#if FSM_F32
+#define FSM_LANES_EQ(n) (FSM_VB / 4 == (n))
+#else
+#define FSM_LANES_EQ(n) (FSM_VB / 8 == (n))
+#endif
+#define FSM_XI2(s) 0 ^ (s), 1 ^ (s)
+#define FSM_XI4(s) FSM_XI2(s), 2 ^ (s), 3 ^ (s)
+#define FSM_XI8(s) FSM_XI4(s), 4 ^ (s), 5 ^ (s), 6 ^ (s), 7 ^ (s)
+#define FSM_XI16(s) FSM_XI8(s), 8 ^ (s), 9 ^ (s), 10 ^ (s), 11 ^ (s), \
+                    12 ^ (s), 13 ^ (s), 14 ^ (s), 15 ^ (s)
+#if FSM_LANES_EQ(16)
+#define FSM_XI(s) (VI){FSM_XI16(s)}
+#define FSM_LANES_LOG2 4
+#elif FSM_LANES_EQ(8)
+#define FSM_XI(s) (VI){FSM_XI8(s)}
+#define FSM_LANES_LOG2 3
+#elif FSM_LANES_EQ(4)
+#define FSM_XI(s) (VI){FSM_XI4(s)}
+#define FSM_LANES_LOG2 2
+#else
+#define FSM_XI(s) (VI){FSM_XI2(s)}
+#define FSM_LANES_LOG2 1
+#endif
+FSM_INLINE VT FN(allmax)(VT v)
+{
+#if FSM_LANES_LOG2 >= 4
+    v = FN(vmax)(v, __builtin_shuffle(v, FSM_XI(8)));
+#endif
+#if FSM_LANES_LOG2 >= 3
+    v = FN(vmax)(v, __builtin_shuffle(v, FSM_XI(4)));
+#endif
+#if FSM_LANES_LOG2 >= 2
+    v = FN(vmax)(v, __builtin_shuffle(v, FSM_XI(2)));
+#endif
+    return FN(vmax)(v, __builtin_shuffle(v, FSM_XI(1)));
+}
+FSM_INLINE VT FN(allsum)(VT v)
+{
+#if FSM_LANES_LOG2 >= 4
+    v += __builtin_shuffle(v, FSM_XI(8));
+#endif
+#if FSM_LANES_LOG2 >= 3
+    v += __builtin_shuffle(v, FSM_XI(4));
+#endif
+#if FSM_LANES_LOG2 >= 2
+    v += __builtin_shuffle(v, FSM_XI(2));
+#endif
+    return v + __builtin_shuffle(v, FSM_XI(1));
+}
+#undef FSM_XI
+#undef FSM_LANES_LOG2
+#undef FSM_LANES_EQ
+
+/* A short row (k <= 4 W, NV vectors, NV a constant) held in registers: one
+   read, one write, no passes over memory and no calls.  Softmax sums the
+   (at most 4 W) exponentials in T; log_softmax in double (see the sums). */
 #define FSM_SMALL_VECS 4
-static inline void FN(row_small)(const T *x, T *out, ptrdiff_t k, int is_log)
+FSM_INLINE void FN(row_small_n)(const T *x, T *out, ptrdiff_t k, int is_log, const int NV)
 {
     const T ninf = -(T)INFINITY;
-    const ptrdiff_t nv = (k + W - 1) / W, last = k - (nv - 1) * W;
-    VT v[FSM_SMALL_VECS];
+    const ptrdiff_t last = k - (NV - 1) * W;   /* 1..W lanes in the last vector */
+    VI pad;                                    /* padding lanes of the last vector */
+    for (ptrdiff_t j = 0; j < W; j++) pad[j] = j >= last ? -1 : 0;
+    VT v[FSM_SMALL_VECS], e[FSM_SMALL_VECS];
     VT mv = FN(splat)(ninf);
-    for (ptrdiff_t j = 0; j < nv - 1; j++) {
+    for (int j = 0; j < NV - 1; j++) {
         v[j] = FN(load)(x + j * W);
         mv = FN(vmax)(mv, v[j]);
     }
-    v[nv - 1] = last == W ? FN(load)(x + (nv - 1) * W)
-                          : FN(load_part)(x + (nv - 1) * W, last, ninf);
-    mv = FN(vmax)(mv, v[nv - 1]);
-    const T m = FN(hmax)(mv);
-    /* padding lanes hold -inf: exp(-inf - shift) = 0 for any shift that is
-       not -inf; with shift = -inf (softmax of an all -inf row) the row is
-       NaN anyway */
+    v[NV - 1] = last == W ? FN(load)(x + (NV - 1) * W)
+                          : FN(load_part)(x + (NV - 1) * W, last, ninf);
+    mv = FN(vmax)(mv, v[NV - 1]);
+    const VT mvec = FN(allmax)(mv);
+    const T m = mvec[0];
     const T shift = (is_log && !FN(is_finite)(m)) ? 0 : m;
-    VT e[FSM_SMALL_VECS];
-    VI pad = {0};
-    if (last < W) {  /* padding lanes: exp(0), then 0 */
-        for (ptrdiff_t j = last; j < W; j++) pad[j] = -1;
-        v[nv - 1] = FN(sel)(pad, FN(splat)(shift), v[nv - 1]);
-    }
+    const VT sh = is_log ? FN(splat)(shift) : mvec;
+    /* padding lanes: exp(0), then 0 */
+    v[NV - 1] = FN(sel)(pad, sh, v[NV - 1]);
     VT es = {0};
     if (FN(np_ok)(m, shift))
-        for (ptrdiff_t j = 0; j < nv; j++) {
-            e[j] = VEXPN(v[j] - shift);
-            if (j == nv - 1) e[j] = (VT)(~pad & (VI)e[j]);
-            es += e[j];
-        }
+        for (int j = 0; j < NV; j++) e[j] = VEXPN(v[j] - sh);
     else
-        for (ptrdiff_t j = 0; j < nv; j++) {
-            e[j] = VEXP(v[j] - shift);
-            if (j == nv - 1) e[j] = (VT)(~pad & (VI)e[j]);
-            es += e[j];
-        }
-    SUMD_DECL(a0);
-    if (is_log && FSM_F32)  /* log(sum) to the last bits */
-        for (ptrdiff_t j = 0; j < nv; j++) SUMD_FOLD(a0, e[j]);
-    else
-        SUMD_FOLD(a0, es);
-    const double s = SUMD_TOTAL(a0);
+        for (int j = 0; j < NV; j++) e[j] = VEXP(v[j] - sh);
+    e[NV - 1] = (VT)(~pad & (VI)e[NV - 1]);
+    for (int j = 0; j < NV; j++) es += e[j];
     if (is_log) {
-        const T lse = (T)log(s);
-        for (ptrdiff_t j = 0; j < nv; j++) e[j] = (v[j] - shift) - lse;
+        SUMD_DECL(a0);
+        if (FSM_F32)  /* log(sum) to the last bits */
+            for (int j = 0; j < NV; j++) SUMD_FOLD(a0, e[j]);
+        else
+            SUMD_FOLD(a0, es);
+        const T lse = (T)log(SUMD_TOTAL(a0));
+        for (int j = 0; j < NV; j++) e[j] = (v[j] - sh) - lse;
     } else {
-        const T inv = (T)(1.0 / s);
-        for (ptrdiff_t j = 0; j < nv; j++) e[j] = e[j] * inv;
+        const VT inv = (T)1 / FN(allsum)(es);
+        for (int j = 0; j < NV; j++) e[j] = e[j] * inv;
     }
-    for (ptrdiff_t j = 0; j < nv - 1; j++) FN(store)(out + j * W, e[j]);
-    if (last == W) FN(store)(out + (nv - 1) * W, e[nv - 1]);
-    else FN(store_part)(out + (nv - 1) * W, e[nv - 1], last);
+    for (int j = 0; j < NV - 1; j++) FN(store)(out + j * W, e[j]);
+    if (last == W) FN(store)(out + (NV - 1) * W, e[NV - 1]);
+    else FN(store_part)(out + (NV - 1) * W, e[NV - 1], last);
+}
+
+/* rows i0 <= i < i1 of a short-row call */
+static void FN(rows_small)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
+                           ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t k, int is_log)
+{
+#define FSM_SMALL_LOOP(NV)                                                       \
+    for (ptrdiff_t i = i0; i < i1; i++)                                          \
+        FN(row_small_n)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log, NV)
+    switch ((k + W - 1) / W) {
+    case 1: FSM_SMALL_LOOP(1); break;
+    case 2: FSM_SMALL_LOOP(2); break;
+    case 3: FSM_SMALL_LOOP(3); break;
+    default: FSM_SMALL_LOOP(4); break;
+    }
+#undef FSM_SMALL_LOOP
 }
 
 static T *FN(alloc_row)(ptrdiff_t k)
@@ -409,14 +471,18 @@ static int FN(softmax_rows)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os
     const int nth = fsm_num_threads_for(n_threads, n, n * k);
     if (k <= FSM_SMALL_VECS * W) {
         if (nth == 1) {
-            for (ptrdiff_t i = 0; i < n; i++)
-                FN(row_small)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log);
+            FN(rows_small)(x, xs, out, os, 0, n, k, is_log);
             return 0;
         }
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nth) schedule(static)
-        for (ptrdiff_t i = 0; i < n; i++)
-            FN(row_small)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log);
+#pragma omp parallel num_threads(nth)
+        {
+            /* the partition of omp for schedule(static) */
+            const ptrdiff_t t = omp_get_thread_num(), nt_ = omp_get_num_threads();
+            const ptrdiff_t q = n / nt_, r = n % nt_;
+            const ptrdiff_t i0 = t * q + (t < r ? t : r), i1 = i0 + q + (t < r);
+            FN(rows_small)(x, xs, out, os, i0, i1, k, is_log);
+        }
 #endif
         return 0;
     }

@@ -295,14 +295,22 @@ FSM_INLINE ISA(vf) ISA(load_part_f)(const float *p, ptrdiff_t r, float fill)
     ISA(vf) v = (ISA(vf))_mm256_maskload_ps(p, (__m256i)m);
     return (ISA(vf))((m & (ISA(vi))v) | (~m & (ISA(vi))((ISA(vf)){0} + fill)));
 }
-/* (masked stores are microcoded and slow on AMD Zen: plain stores) */
+/* (masked stores are microcoded and slow on AMD Zen: plain stores of 4, 2
+   and 1 elements, by the bits of r) */
 FSM_INLINE void ISA(store_part_f)(float *p, ISA(vf) v, ptrdiff_t r)
 {
-    _Pragma("GCC unroll 8")
-    for (ptrdiff_t j = 0; j < 7; j++) {
-        if (j >= r) break;
-        p[j] = v[j];
+    __m128 h = _mm256_castps256_ps128((__m256)v);
+    if (r & 4) {
+        _mm_storeu_ps(p, h);
+        h = _mm256_extractf128_ps((__m256)v, 1);
+        p += 4;
     }
+    if (r & 2) {
+        _mm_storel_pi((__m64 *)p, h);
+        h = _mm_movehl_ps(h, h);
+        p += 2;
+    }
+    if (r & 1) _mm_store_ss(p, h);
 }
 FSM_INLINE ISA(vd) ISA(load_part_d)(const double *p, ptrdiff_t r, double fill)
 {
@@ -312,11 +320,13 @@ FSM_INLINE ISA(vd) ISA(load_part_d)(const double *p, ptrdiff_t r, double fill)
 }
 FSM_INLINE void ISA(store_part_d)(double *p, ISA(vd) v, ptrdiff_t r)
 {
-    _Pragma("GCC unroll 4")
-    for (ptrdiff_t j = 0; j < 3; j++) {
-        if (j >= r) break;
-        p[j] = v[j];
+    __m128d h = _mm256_castpd256_pd128((__m256d)v);
+    if (r & 2) {
+        _mm_storeu_pd(p, h);
+        h = _mm256_extractf128_pd((__m256d)v, 1);
+        p += 2;
     }
+    if (r & 1) _mm_store_sd(p, h);
 }
 #else
 #define FSM_PART_LOOPS(SFX, TT, VV)                                           \

@@ -397,7 +397,8 @@ static T *FN(alloc_row)(ptrdiff_t k)
 /* Rows too long for the cache: the row is cut into chunks of fixed length
    (whatever the thread count); pass 1 gives each chunk's (max, sum of exp),
    they are combined per row in chunk order, pass 2 writes the result.
-   x is read twice from memory, out written once. */
+   x is read twice (the second time partly from the last-level cache), out
+   written once. */
 static int FN(rows_long)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
                          ptrdiff_t n, ptrdiff_t k, int is_log, int n_threads, int nt)
 {
@@ -442,10 +443,13 @@ static int FN(rows_long)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
 #pragma omp parallel num_threads(nth) if (nth > 1)
 #endif
     {
+        /* in the reverse order of pass 1: the chunks that pass 1 read last
+           are the ones still in the last-level cache */
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-        for (ptrdiff_t u = 0; u < units; u++) {
+        for (ptrdiff_t ur = 0; ur < units; ur++) {
+            const ptrdiff_t u = units - 1 - ur;
             ptrdiff_t row = u / nch, c0 = (u % nch) * C;
             ptrdiff_t len = k - c0 < C ? k - c0 : C;
             const T *xr = (const T *)(x + row * xs) + c0;

@@ -327,8 +327,9 @@ def sampled_softmax_loss(weights, biases, labels, inputs, num_sampled, num_class
     w_true = w[true_ids].astype(compute, copy=False)            # (batch*num_true, dim)
     w_sampled = w[sampled].astype(compute, copy=False)          # (num_sampled, dim)
     logits = np.empty((batch, num_true + num_sampled), dtype=compute)
-    np.matmul(xc, w_sampled.T, out=logits[:, num_true:])
-    logits[:, num_true:] += b[sampled].astype(compute, copy=False)
+    # BLAS into a contiguous product (a strided out= is several times slower), then
+    # bias and copy into place in one pass
+    np.add(xc @ w_sampled.T, b[sampled].astype(compute, copy=False), out=logits[:, num_true:])
     if num_true == 1:
         logits[:, 0] = np.einsum("bd,bd->b", xc, w_true)
     else:

@@ -205,14 +205,15 @@ FSM_INLINE ISA(vd) ISA(exp_vd_np)(ISA(vd) x)
 {
     typedef ISA(vd) VD;
     typedef ISA(vl) VL;
-    const double shift = 0x1.8p52;
+    /* as for float: the low mantissa bits of kd are n + 1023 + 64 */
+    const double shift = 0x1.8p52 + (1023 + 64);
     x = ISA(max_d)(x, (VD){0} + -750.0);    /* keeps NaN */
     VD kd = x * 1.4426950408889634 + shift;
     VD n = kd - shift;
     VD r = x - n * 6.93147180369123816490e-01;
     r = r - n * 1.90821492927058770002e-10;
     VD p = FSM_EXP_POLY_F64(r);
-    return (p * (VD)(((VL)kd + (1023 + 64)) << 52)) * 0x1p-64;
+    return (p * (VD)((VL)kd << 52)) * 0x1p-64;
 }
 
 /* Float to double, low and high halves of a float vector: sums of float

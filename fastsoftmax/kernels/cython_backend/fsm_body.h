@@ -116,8 +116,8 @@ FSM_INLINE int FN(np_ok)(T m, T shift) { return shift == m || m == -(T)INFINITY;
    written to dst[0:k] when `write` (dst may be x).  np: every x - shift is
    <= 0, -inf or NaN (see np_ok).  hp: float exponentials summed in double
    one by one (see above). */
-FSM_INLINE double FN(row_exp_sum_)(const T *x, T *dst, ptrdiff_t k, T shift, int write,
-                                   int np, int hp)
+FSM_INLINE double FN(row_exp_sum_pf_)(const T *x, T *dst, ptrdiff_t k, T shift, int write,
+                                      int np, int hp, const char *pf)
 {
 #define FSM_E(v) (np ? VEXPN(v) : VEXP(v))
     if (!FSM_F32) hp = 0;
@@ -130,6 +130,9 @@ FSM_INLINE double FN(row_exp_sum_)(const T *x, T *dst, ptrdiff_t k, T shift, int
         const ptrdiff_t end = i + nb * 4 * W;
         VT a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
         for (; i < end; i += 4 * W) {
+            if (pf)  /* the next row, towards L2, while this one computes */
+                for (ptrdiff_t b = 0; b < 4 * FSM_VB; b += 64)
+                    __builtin_prefetch(pf + i * (ptrdiff_t)sizeof(T) + b, 0, 2);
             VT e0 = FSM_E(FN(load)(x + i) - shift);
             VT e1 = FSM_E(FN(load)(x + i + W) - shift);
             VT e2 = FSM_E(FN(load)(x + i + 2 * W) - shift);
@@ -169,6 +172,9 @@ FSM_INLINE double FN(row_exp_sum_)(const T *x, T *dst, ptrdiff_t k, T shift, int
     return SUMD_TOTAL(tot);
 #undef FSM_E
 }
+FSM_INLINE double FN(row_exp_sum_)(const T *x, T *dst, ptrdiff_t k, T shift, int write,
+                                   int np, int hp)
+{ return FN(row_exp_sum_pf_)(x, dst, k, shift, write, np, hp, NULL); }
 /* sums for log_softmax / cross-entropy (hp) */
 static double FN(row_exp_sum_hp)(const T *x, ptrdiff_t k, T shift, int np)
 {
@@ -186,8 +192,11 @@ static double FN(row_exp_sum_sm)(const T *x, ptrdiff_t k, T shift, int np)
     return np ? FN(row_exp_sum_)(x, NULL, k, shift, 0, 1, 0)
               : FN(row_exp_sum_)(x, NULL, k, shift, 0, 0, 0);
 }
-static double FN(row_exp_sum_store_sm)(const T *x, T *dst, ptrdiff_t k, T m)
-{ return FN(row_exp_sum_)(x, dst, k, m, 1, 1, 0); }
+static double FN(row_exp_sum_store_sm)(const T *x, T *dst, ptrdiff_t k, T m, const char *pf)
+{
+    return pf ? FN(row_exp_sum_pf_)(x, dst, k, m, 1, 1, 0, pf)
+              : FN(row_exp_sum_pf_)(x, dst, k, m, 1, 1, 0, NULL);
+}
 
 /* dst = op(src) elementwise, op one of
      MODE_SCALE:    v * a
@@ -252,7 +261,7 @@ static void FN(map_log)(const T *s, T *d, ptrdiff_t k, T a, T b, int nt)
 /* One row that stays in cache between its passes: read x once from memory,
    write out once. */
 static inline void FN(row_incache)(const T *x, T *out, ptrdiff_t k, int is_log,
-                                   T *scratch, int nt)
+                                   T *scratch, int nt, const char *next)
 {
     T m = FN(row_max)(x, k);
     if (is_log) {
@@ -261,7 +270,7 @@ static inline void FN(row_incache)(const T *x, T *out, ptrdiff_t k, int is_log,
         FN(map_log)(x, out, k, (T)log(s), shift, nt);
     } else {
         T *e = scratch ? scratch : out;
-        double s = FN(row_exp_sum_store_sm)(x, e, k, m);
+        double s = FN(row_exp_sum_store_sm)(x, e, k, m, next);
         FN(map_scale)(e, out, k, (T)(1.0 / s), nt);
     }
 }
@@ -493,7 +502,8 @@ static int FN(softmax_rows)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os
     if (nth == 1) {
         T *scratch = use_scratch ? FN(alloc_row)(k) : NULL;
         for (ptrdiff_t i = 0; i < n; i++)
-            FN(row_incache)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log, scratch, nt);
+            FN(row_incache)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log, scratch, nt,
+                            use_scratch && i + 1 < n ? x + (i + 1) * xs : NULL);
         free(scratch);
         if (nt) ISA(stream_fence)();
         return 0;
@@ -504,7 +514,8 @@ static int FN(softmax_rows)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os
         T *scratch = use_scratch ? FN(alloc_row)(k) : NULL;
 #pragma omp for schedule(static)
         for (ptrdiff_t i = 0; i < n; i++)
-            FN(row_incache)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log, scratch, nt);
+            FN(row_incache)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log, scratch, nt,
+                            use_scratch && i + 1 < n ? x + (i + 1) * xs : NULL);
         free(scratch);
         if (nt) ISA(stream_fence)();
     }

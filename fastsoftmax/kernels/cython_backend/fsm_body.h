@@ -186,6 +186,18 @@ static double FN(row_exp_sum_store_hp)(const T *x, T *dst, ptrdiff_t k, T shift,
     return np ? FN(row_exp_sum_)(x, dst, k, shift, 1, 1, 1)
               : FN(row_exp_sum_)(x, dst, k, shift, 1, 0, 1);
 }
+/* the same, prefetching the row at pf (not NULL) */
+static double FN(row_exp_sum_hp_pf)(const T *x, ptrdiff_t k, T shift, int np, const char *pf)
+{
+    return np ? FN(row_exp_sum_pf_)(x, NULL, k, shift, 0, 1, 1, pf)
+              : FN(row_exp_sum_pf_)(x, NULL, k, shift, 0, 0, 1, pf);
+}
+static double FN(row_exp_sum_store_hp_pf)(const T *x, T *dst, ptrdiff_t k, T shift, int np,
+                                          const char *pf)
+{
+    return np ? FN(row_exp_sum_pf_)(x, dst, k, shift, 1, 1, 1, pf)
+              : FN(row_exp_sum_pf_)(x, dst, k, shift, 1, 0, 1, pf);
+}
 /* sums for softmax (float blocks); _store_sm: shift = max */
 static double FN(row_exp_sum_sm)(const T *x, ptrdiff_t k, T shift, int np)
 {
@@ -266,7 +278,8 @@ static inline void FN(row_incache)(const T *x, T *out, ptrdiff_t k, int is_log,
     T m = FN(row_max)(x, k);
     if (is_log) {
         T shift = FN(is_finite)(m) ? m : 0;
-        double s = FN(row_exp_sum_hp)(x, k, shift, FN(np_ok)(m, shift));
+        double s = next ? FN(row_exp_sum_hp_pf)(x, k, shift, FN(np_ok)(m, shift), next)
+                        : FN(row_exp_sum_hp)(x, k, shift, FN(np_ok)(m, shift));
         FN(map_log)(x, out, k, (T)log(s), shift, nt);
     } else {
         T *e = scratch ? scratch : out;
@@ -481,6 +494,7 @@ static int FN(softmax_rows)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os
     if (row_bytes > fsm_cfg.long_row_bytes)
         return FN(rows_long)(x, xs, out, os, n, k, is_log, n_threads, nt);
     const int use_scratch = !is_log && row_bytes >= fsm_cfg.scratch_min_bytes;
+    const int pf_rows = row_bytes >= fsm_cfg.scratch_min_bytes;  /* prefetch the next row */
     const int nth = fsm_num_threads_for(n_threads, n, n * k);
     if (k <= FSM_SMALL_VECS * W) {
         if (nth == 1) {
@@ -503,7 +517,7 @@ static int FN(softmax_rows)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os
         T *scratch = use_scratch ? FN(alloc_row)(k) : NULL;
         for (ptrdiff_t i = 0; i < n; i++)
             FN(row_incache)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log, scratch, nt,
-                            use_scratch && i + 1 < n ? x + (i + 1) * xs : NULL);
+                            pf_rows && i + 1 < n ? x + (i + 1) * xs : NULL);
         free(scratch);
         if (nt) ISA(stream_fence)();
         return 0;
@@ -515,7 +529,7 @@ static int FN(softmax_rows)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os
 #pragma omp for schedule(static)
         for (ptrdiff_t i = 0; i < n; i++)
             FN(row_incache)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log, scratch, nt,
-                            use_scratch && i + 1 < n ? x + (i + 1) * xs : NULL);
+                            pf_rows && i + 1 < n ? x + (i + 1) * xs : NULL);
         free(scratch);
         if (nt) ISA(stream_fence)();
     }

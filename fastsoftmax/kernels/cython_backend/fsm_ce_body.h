@@ -112,8 +112,12 @@ static int FN(ce_index_rows)(const char *z, ptrdiff_t zs, ptrdiff_t n, ptrdiff_t
             const T m = FN(row_max)(zr, C);
             const T shift = FN(is_finite)(m) ? m : 0;
             const int np = FN(np_ok)(m, shift);
-            const double s = gr ? FN(row_exp_sum_store_hp)(zr, e, C, shift, np)
-                                : FN(row_exp_sum_hp)(zr, C, shift, np);
+            /* the next row towards L2 while this one computes */
+            const char *pf = C * (ptrdiff_t)sizeof(T) >= 4096 && i + 1 < n ? z + (i + 1) * zs : NULL;
+            const double s = gr ? (pf ? FN(row_exp_sum_store_hp_pf)(zr, e, C, shift, np, pf)
+                                      : FN(row_exp_sum_store_hp)(zr, e, C, shift, np))
+                                : (pf ? FN(row_exp_sum_hp_pf)(zr, C, shift, np, pf)
+                                      : FN(row_exp_sum_hp)(zr, C, shift, np));
             const double lse = (double)shift + log(s);
             const double wy = w ? w[y] : 1.0;
             double L = (1.0 - eps) * wy * (lse - (double)zr[y]);

@@ -22,8 +22,8 @@ impl              the call that is timed
 ``cython``        each available compiled backend, preallocated output
 ``numpy-backend`` the same with ``backend="numpy"`` (the NumPy reference
                   backend; renamed so it is not confused with ``numpy``)
-``auto``          ``fastsoftmax.softmax(x, axis=axis)``: the drop-in call,
-                  default backend, allocating its result like SciPy does
+``auto``          ``fastsoftmax.softmax(x, axis=axis, out=out)``: the
+                  default backend ("auto"), same preallocated output
 ================  ==========================================================
 
 Cross-entropy, samplers and sampled softmax have their own tables (see
@@ -269,8 +269,8 @@ def softmax_impls(x, axis, log, backends, torch=None, out=None):
         impls.append(Impl(backend_impl_name(b),
                           f"fastsoftmax.{name}(x, axis=axis, out=out, backend={b!r})",
                           (lambda b=b: fs(x, axis=axis, out=out, backend=b)), backend=b))
-    impls.append(Impl("auto", f"fastsoftmax.{name}(x, axis=axis)  (default backend, allocating)",
-                      lambda: fs(x, axis=axis), backend="auto"))
+    impls.append(Impl("auto", f"fastsoftmax.{name}(x, axis=axis, out=out)  (default backend)",
+                      lambda: fs(x, axis=axis, out=out), backend="auto"))
     return impls
 
 
@@ -337,8 +337,9 @@ def cross_entropy_impls(z, y, backends, torch=None, grad=None):
         impls.append(Impl(backend_impl_name(b),
                           f"fastsoftmax.cross_entropy_grad(logits, target, grad_out=grad, backend={b!r})",
                           (lambda b=b: ceg(z, y, grad_out=grad, backend=b)), backend=b))
-    impls.append(Impl("auto", "fastsoftmax.cross_entropy_grad(logits, target)  (allocating)",
-                      lambda: ceg(z, y), backend="auto"))
+    impls.append(Impl("auto", "fastsoftmax.cross_entropy_grad(logits, target, grad_out=grad)"
+                              "  (default backend)",
+                      lambda: ceg(z, y, grad_out=grad), backend="auto"))
     return impls
 
 

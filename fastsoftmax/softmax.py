@@ -118,9 +118,10 @@ def softmax(x, axis=None, *, out=None, dtype=None, backend=None):
     >>> from fastsoftmax import softmax
     >>> softmax([1.2, 0.3]).round(2)       # cat, dog
     array([0.71, 0.29])
-    >>> softmax(np.array([[1., 2.], [3., 3.]], dtype=np.float32), axis=1)
-    array([[0.26894143, 0.7310586 ],
-           [0.5       , 0.5       ]], dtype=float32)
+    >>> p = softmax(np.array([[1., 2.], [3., 3.]], dtype=np.float32), axis=1)
+    >>> p.dtype, p.round(4)
+    (dtype('float32'), array([[0.2689, 0.7311],
+           [0.5   , 0.5   ]], dtype=float32))
     """
     return _softmax(x, axis, out, dtype, backend, False)
 

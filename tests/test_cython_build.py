@@ -162,6 +162,34 @@ def test_rows_special_values_every_path(isa, path, dtype, log, k):
         assert_matches(out, want, dtype, log)
 
 
+@pytest.mark.parametrize("k", [2, 5, 16, 40])
+def test_short_row_log_sum_to_the_last_bits(isa, k):
+    """Short rows take log(sum) with the kernels' own vector log, a block of
+    rows at once: against log1p in float64, from sums just above 1 (values
+    near 0 that cancel) to sums of k (ties), and 0 / inf / NaN sums."""
+    a = np.concatenate([np.geomspace(1e-300, 1.0, 300), np.geomspace(1.0, 700.0, 60)])
+    x = np.zeros((a.size, k))
+    x[:, 1:] = -a[:, None]                       # sum = 1 + (k - 1) exp(-a)
+    want = x - np.log1p((k - 1) * np.exp(-a))[:, None]
+    out = np.empty_like(x)
+    K.softmax_rows(x, out, True, 1)
+    # the sum itself is a double rounded a few times: a few ulps of 1, absolute
+    np.testing.assert_allclose(out, want, rtol=4e-16, atol=4 * np.finfo(float).eps)
+    ties = np.zeros((3, k)) - np.arange(3)[:, None]   # all equal: sum = k
+    K.softmax_rows(ties, out[:3], True, 1)
+    np.testing.assert_allclose(out[:3], np.log(np.full((3, k), 1.0 / k)), rtol=4e-16)
+    special = np.zeros((4, k))
+    special[0] = -np.inf
+    special[1, 0] = np.inf
+    special[2, -1] = np.nan
+    special[3, :] = 5.0
+    with np.errstate(all="ignore"):
+        K.softmax_rows(special, out[:4], True, 1)
+    assert np.isnan(out[0]).all() and np.isnan(out[2]).all()
+    assert np.isnan(out[1, 0]) and (k == 1 or np.isneginf(out[1, 1:]).all())
+    np.testing.assert_allclose(out[3], np.full(k, -np.log(k)), rtol=4e-16)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("log", [False, True])
 def test_rows_strides_and_in_place(isa, path, dtype, log):

@@ -59,11 +59,18 @@ FSM_INLINE T FN(hmax)(VT v)
     for (ptrdiff_t j = 1; j < W; j++) m = v[j] > m ? v[j] : m;
     return m;
 }
+/* sum of the lanes of a double vector, as a tree of halvings (3 shuffles
+   and adds for 8 lanes instead of a chain of 7 dependent ones) */
 FSM_INLINE double FN(hsumd)(ISA(vd) a)
 {
-    double s = a[0];
-    for (ptrdiff_t j = 1; j < (ptrdiff_t)(FSM_VB / sizeof(double)); j++) s += a[j];
-    return s;
+    typedef ISA(vl) VLI;
+#if FSM_VB == 64
+    a += __builtin_shuffle(a, (VLI){4, 5, 6, 7, 0, 1, 2, 3});
+#endif
+#if FSM_VB >= 32
+    a += __builtin_shuffle(a, (VLI){2, 3, 0, 1});
+#endif
+    return a[0] + a[1];
 }
 FSM_INLINE int FN(is_finite)(T v) { return v - v == 0; }
 
@@ -345,9 +352,12 @@ FSM_INLINE VT FN(allsum)(VT v)
 
 /* A short row (k <= 4 W, NV vectors, NV a constant) held in registers: one
    read, one write, no passes over memory and no calls.  Softmax sums the
-   (at most 4 W) exponentials in T; log_softmax in double (see the sums). */
+   (at most 4 W) exponentials in T and writes the row; log_softmax returns
+   the sum of exponentials in double (see the sums) and the shift, and
+   row_small_logw writes the row once the block's logs are known. */
 #define FSM_SMALL_VECS 4
-FSM_INLINE void FN(row_small_n)(const T *x, T *out, ptrdiff_t k, int is_log, const int NV)
+FSM_INLINE double FN(row_small_n)(const T *x, T *out, ptrdiff_t k, int is_log, const int NV,
+                                  T *shift_out)
 {
     const T ninf = -(T)INFINITY;
     const ptrdiff_t last = k - (NV - 1) * W;   /* 1..W lanes in the last vector */
@@ -381,24 +391,72 @@ FSM_INLINE void FN(row_small_n)(const T *x, T *out, ptrdiff_t k, int is_log, con
             for (int j = 0; j < NV; j++) SUMD_FOLD(a0, e[j]);
         else
             SUMD_FOLD(a0, es);
-        const T lse = (T)log(SUMD_TOTAL(a0));
-        for (int j = 0; j < NV; j++) e[j] = (v[j] - sh) - lse;
-    } else {
-        const VT inv = (T)1 / FN(allsum)(es);
-        for (int j = 0; j < NV; j++) e[j] = e[j] * inv;
+        *shift_out = shift;
+        return SUMD_TOTAL(a0);
     }
+    const VT inv = (T)1 / FN(allsum)(es);
+    for (int j = 0; j < NV; j++) e[j] = e[j] * inv;
     for (int j = 0; j < NV - 1; j++) FN(store)(out + j * W, e[j]);
     if (last == W) FN(store)(out + (NV - 1) * W, e[NV - 1]);
     else FN(store_part)(out + (NV - 1) * W, e[NV - 1], last);
+    return 0;
+}
+
+/* log_softmax of a short row, given its shift and lse: (x - shift) - lse */
+FSM_INLINE void FN(row_small_logw)(const T *x, T *out, ptrdiff_t k, const int NV, T shift, T lse)
+{
+    const ptrdiff_t last = k - (NV - 1) * W;
+    for (int j = 0; j < NV - 1; j++)
+        FN(store)(out + j * W, (FN(load)(x + j * W) - shift) - lse);
+    if (last == W)
+        FN(store)(out + (NV - 1) * W, (FN(load)(x + (NV - 1) * W) - shift) - lse);
+    else
+        FN(store_part)(out + (NV - 1) * W,
+                       (FN(load_part)(x + (NV - 1) * W, last, 0) - shift) - lse, last);
+}
+
+/* log of a block of softmax sums (every one >= 1, or 0, inf or NaN when the
+   row's max is not finite): vectorised, libm for the lanes out of range */
+#define FSM_LOG_BLOCK 16
+FSM_INLINE void FN(log_block)(const double *s, T *lse, ptrdiff_t nb)
+{
+    typedef ISA(vd) VD;
+    enum { WD = FSM_VB / sizeof(double) };
+    for (ptrdiff_t b = 0; b < FSM_LOG_BLOCK; b += WD) {
+        VD v;
+        memcpy(&v, s + b, sizeof v);
+        VD l = ISA(log_vd_ge1)(v);
+        for (ptrdiff_t j = 0; j < WD; j++) {
+            if (b + j >= nb) return;
+            double sj = s[b + j];
+            lse[b + j] = (T)((sj >= 1.0 && sj <= 0x1.fffffffffffffp1023) ? l[j] : log(sj));
+        }
+    }
 }
 
 /* rows i0 <= i < i1 of a short-row call */
 static void FN(rows_small)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
                            ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t k, int is_log)
 {
+    T shift[FSM_LOG_BLOCK], lse[FSM_LOG_BLOCK];
+    double sum[FSM_LOG_BLOCK];
+#define FSM_ROW_(i, NV, b)                                                       \
+    FN(row_small_n)((const T *)(x + (i) * xs), (T *)(out + (i) * os), k, is_log, NV, \
+                    shift + (b))
 #define FSM_SMALL_LOOP(NV)                                                       \
-    for (ptrdiff_t i = i0; i < i1; i++)                                          \
-        FN(row_small_n)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log, NV)
+    if (!is_log) {                                                               \
+        for (ptrdiff_t i = i0; i < i1; i++) FSM_ROW_(i, NV, 0);                  \
+        break;                                                                   \
+    }                                                                            \
+    for (ptrdiff_t i = i0; i < i1; i += FSM_LOG_BLOCK) {                         \
+        const ptrdiff_t nb = i1 - i < FSM_LOG_BLOCK ? i1 - i : FSM_LOG_BLOCK;    \
+        for (ptrdiff_t b = 0; b < FSM_LOG_BLOCK; b++)                            \
+            sum[b] = b < nb ? FSM_ROW_(i + b, NV, b) : 1.0;                      \
+        FN(log_block)(sum, lse, nb);                                             \
+        for (ptrdiff_t b = 0; b < nb; b++)                                       \
+            FN(row_small_logw)((const T *)(x + (i + b) * xs),                    \
+                               (T *)(out + (i + b) * os), k, NV, shift[b], lse[b]); \
+    }
     switch ((k + W - 1) / W) {
     case 1: FSM_SMALL_LOOP(1); break;
     case 2: FSM_SMALL_LOOP(2); break;
@@ -406,6 +464,7 @@ static void FN(rows_small)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
     default: FSM_SMALL_LOOP(4); break;
     }
 #undef FSM_SMALL_LOOP
+#undef FSM_ROW_
 }
 
 static T *FN(alloc_row)(ptrdiff_t k)

@@ -216,6 +216,41 @@ FSM_INLINE ISA(vd) ISA(exp_vd_np)(ISA(vd) x)
     return (p * (VD)((VL)kd << 52)) * 0x1p-64;
 }
 
+/*
+ * log in plain arithmetic, vectorised, for double, for x >= 1 and finite
+ * (a softmax sum: the max's own term is exp(0) = 1); other lanes give
+ * garbage and the caller redoes them with libm's log.
+ *   x = 2^e * m, m in [sqrt(2)/2, sqrt(2)), f = m - 1, s = f / (2 + f):
+ *   log(m) = f - (f^2/2 - s (f^2/2 + R(s^2))), R the classic minimax
+ *   polynomial of degree 7 in s^2 (Remez; error below 2^-58.45), then
+ *   log(x) = e ln2_hi + (log(m) + e ln2_lo).  Accuracy: below 1 ulp.
+ * Lets the short-row log_softmax take the logs of a block of rows at once
+ * instead of one libm call per row (the call also spills every vector).
+ */
+FSM_INLINE ISA(vd) ISA(log_vd_ge1)(ISA(vd) x)
+{
+    typedef ISA(vd) VD;
+    typedef ISA(vl) VL;
+    /* bits of x minus those of sqrt(2)/2: the exponent field is then e */
+    VL t = (VL)x - 0x3fe6a09e667f3bcdLL;
+    VL e = t >> 52;
+    VD m = (VD)((VL)x - (e << 52));
+    VD f = m - 1.0;
+    VD s = f / (2.0 + f);
+    VD z = s * s, w = z * z;
+    VD t1 = w * (3.999999999940941908e-01 + w * (2.222219843214978396e-01
+                 + w * 1.531383769920937332e-01));
+    VD t2 = z * (6.666666666666735130e-01 + w * (2.857142874366239149e-01
+                 + w * (1.818357216161805012e-01 + w * 1.479819860511658591e-01)));
+    VD R = t2 + t1;
+    VD hfsq = 0.5 * f * f;
+    /* e to double without a 64-bit integer conversion (AVX-512DQ only) */
+    const VD magic = (VD){0} + 0x1.8p52;
+    VD de = (VD)((VL)magic + e) - magic;
+    return de * 6.93147180369123816490e-01
+           - ((hfsq - (s * (hfsq + R) + de * 1.90821492927058770002e-10)) - f);
+}
+
 /* Float to double, low and high halves of a float vector: sums of float
    rows are accumulated in double.  (Generic vectors wider than the hardware
    ones compile badly with GCC, so the halves are explicit.) */

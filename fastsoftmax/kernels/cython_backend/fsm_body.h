@@ -63,7 +63,8 @@ FSM_INLINE T FN(hmax)(VT v)
    and adds for 8 lanes instead of a chain of 7 dependent ones) */
 FSM_INLINE double FN(hsumd)(ISA(vd) a)
 {
-    typedef ISA(vl) VLI;
+    typedef ISA(vl) VLI;   /* shuffle masks (unused for 2 lanes) */
+    (void)(VLI){0};
 #if FSM_VB == 64
     a += __builtin_shuffle(a, (VLI){4, 5, 6, 7, 0, 1, 2, 3});
 #endif
@@ -357,12 +358,11 @@ FSM_INLINE VT FN(allsum)(VT v)
    row_small_logw writes the row once the block's logs are known. */
 #define FSM_SMALL_VECS 4
 FSM_INLINE double FN(row_small_n)(const T *x, T *out, ptrdiff_t k, int is_log, const int NV,
-                                  T *shift_out)
+                                  VI pad, T *shift_out)
 {
+    /* pad: the padding lanes of the last vector (computed once per call) */
     const T ninf = -(T)INFINITY;
     const ptrdiff_t last = k - (NV - 1) * W;   /* 1..W lanes in the last vector */
-    VI pad;                                    /* padding lanes of the last vector */
-    for (ptrdiff_t j = 0; j < W; j++) pad[j] = j >= last ? -1 : 0;
     VT v[FSM_SMALL_VECS], e[FSM_SMALL_VECS];
     VT mv = FN(splat)(ninf);
     for (int j = 0; j < NV - 1; j++) {
@@ -394,7 +394,9 @@ FSM_INLINE double FN(row_small_n)(const T *x, T *out, ptrdiff_t k, int is_log, c
         *shift_out = shift;
         return SUMD_TOTAL(a0);
     }
-    const VT inv = (T)1 / FN(allsum)(es);
+    /* one scalar division: a full-width vector one costs up to 16 cycles of
+       throughput (512 bits), more than the rest of a short row */
+    const T inv = (T)1 / FN(allsum)(es)[0];
     for (int j = 0; j < NV; j++) e[j] = e[j] * inv;
     for (int j = 0; j < NV - 1; j++) FN(store)(out + j * W, e[j]);
     if (last == W) FN(store)(out + (NV - 1) * W, e[NV - 1]);
@@ -440,9 +442,12 @@ static void FN(rows_small)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
 {
     T shift[FSM_LOG_BLOCK], lse[FSM_LOG_BLOCK];
     double sum[FSM_LOG_BLOCK];
+    const ptrdiff_t last = k - ((k + W - 1) / W - 1) * W;   /* lanes used in the last vector */
+    VI pad;
+    for (ptrdiff_t j = 0; j < W; j++) pad[j] = j >= last ? -1 : 0;
 #define FSM_ROW_(i, NV, b)                                                       \
     FN(row_small_n)((const T *)(x + (i) * xs), (T *)(out + (i) * os), k, is_log, NV, \
-                    shift + (b))
+                    pad, shift + (b))
 #define FSM_SMALL_LOOP(NV)                                                       \
     if (!is_log) {                                                               \
         for (ptrdiff_t i = i0; i < i1; i++) FSM_ROW_(i, NV, 0);                  \

@@ -3,12 +3,24 @@
 Only the rows of ``weights`` and ``biases`` of the true classes and of the
 sampled candidates are read: the ``batch x (num_true + num_sampled)``
 candidate logits are two gathers and one matrix product (BLAS through
-NumPy), and the softmax cross-entropy over them (with its gradient, written
-over the logits) is the fused kernel ``cross_entropy_index_rows`` /
-``cross_entropy_prob_rows`` of the current backend.
+NumPy, the sampled biases riding in it as one more column), and the softmax
+cross-entropy over them (with its gradient, written over the logits) is the
+fused kernel ``cross_entropy_index_rows`` / ``cross_entropy_prob_rows`` of
+the current backend.
+
+The work after the gathers is cut into chunks of rows (by shape only, so
+results do not depend on the thread count) run by the calling thread and
+``get_num_threads() - 1`` helper threads, each chunk with single-threaded
+BLAS and kernels.  On a busy machine this keeps going where OpenBLAS's own
+static split between threads, or an OpenMP team, waits for a descheduled
+thread.
 """
+import concurrent.futures
 import functools
+import itertools
 import operator
+import os
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -20,6 +32,14 @@ from .sampling import Candidates, LogUniformSampler
 __all__ = ["sampled_softmax_loss", "SampledSoftmaxGrad"]
 
 _REDUCTIONS = ("none", "mean", "sum")
+#: multiply-adds of one candidate-logits product per chunk of rows (about
+#: 0.3 ms on one core); the chunks depend only on the problem's shape
+_CHUNK_WORK = 1 << 25
+_MAX_CHUNKS = 16
+#: at most this many bytes of per-chunk partial weight gradients
+_PARTIALS_BYTES = 1 << 26
+#: one chunk with at least this many logits lets the kernel use its threads
+_KERNEL_PARALLEL_MIN = 1 << 23
 
 
 class SampledSoftmaxGrad(NamedTuple):
@@ -46,6 +66,145 @@ class SampledSoftmaxGrad(NamedTuple):
     ids: np.ndarray
     weights: np.ndarray
     biases: np.ndarray
+
+
+class _BlasThreads:
+    """Run NumPy's BLAS on one thread for a while (best effort, via ctypes).
+
+    OpenBLAS splits a product statically between its threads and then waits
+    for all of them: on a machine whose other cores are busy (other
+    processes, a framework's thread pool still spinning) one descheduled
+    thread stalls a 2 ms product for a whole scheduler slice (10-20 ms were
+    measured on 2 cores).  The products of a sampled softmax step are small,
+    so they run on the calling thread.  The OpenBLAS libraries mapped into the
+    process are found once in ``/proc/self/maps``; their thread count is
+    process-wide, so it is lowered on entry of the first caller and restored
+    on exit of the last one.  Where no OpenBLAS is found (MKL, Accelerate,
+    not Linux) this does nothing.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._funcs = None      # [(get, set)] once looked up
+        self._depth = 0
+        self._saved = []
+
+    @staticmethod
+    def _lookup():
+        import ctypes
+
+        try:
+            with open("/proc/self/maps") as fh:
+                paths = {line.split(None, 5)[5].strip() for line in fh
+                         if "openblas" in line.lower() and len(line.split(None, 5)) == 6}
+        except OSError:
+            return []
+        funcs = []
+        for path in sorted(paths):
+            if ".libs/" in path and "numpy.libs/" not in path:
+                continue        # another wheel's private copy: not NumPy's
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for prefix in ("scipy_", ""):
+                for suffix in ("64_", ""):
+                    get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
+                    set_ = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
+                    if get is not None and set_ is not None:
+                        get.restype = ctypes.c_int
+                        get.argtypes = []
+                        set_.restype = None
+                        set_.argtypes = [ctypes.c_int]
+                        funcs.append((get, set_))
+                        break
+                else:
+                    continue
+                break
+        return funcs
+
+    def __enter__(self):
+        with self._lock:
+            if self._depth == 0:
+                if self._funcs is None:
+                    try:
+                        self._funcs = self._lookup()
+                    except Exception:  # pragma: no cover - best effort only
+                        self._funcs = []
+                self._saved = []
+                for get, set_ in self._funcs:
+                    n = get()
+                    if n > 1:
+                        set_(1)
+                        self._saved.append((set_, n))
+            self._depth += 1
+        return self
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                for set_, n in self._saved:
+                    set_(n)
+                self._saved = []
+
+
+_single_thread_blas = _BlasThreads()
+
+
+_pool_lock = threading.Lock()
+_pool = None    # (pid, workers, ThreadPoolExecutor)
+
+
+def _helper_pool(workers):
+    """A process-wide pool of at least ``workers`` helper threads."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid() or _pool[1] < workers:
+            old = _pool
+            _pool = (os.getpid(), workers, concurrent.futures.ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix="fastsoftmax-sampled"))
+            if old is not None and old[0] == os.getpid():
+                old[2].shutdown(wait=False)
+        return _pool[2]
+
+
+def _run_chunks(work, n_chunks, n_threads):
+    """Call ``work(c)`` for every chunk ``c`` on up to ``n_threads`` threads.
+
+    The calling thread and the helpers take chunks in turn from one counter,
+    so a helper that the OS does not schedule (a busy machine) holds up at
+    most the chunk it is running; a helper that never started is cancelled
+    and its chunks run here.  ``work`` must give the same result whichever
+    thread runs a chunk.
+    """
+    counter = itertools.count()
+    stop = []
+
+    def loop():
+        while not stop:
+            c = next(counter)   # atomic under the GIL
+            if c >= n_chunks:
+                return
+            work(c)
+
+    helpers = min(n_threads, n_chunks) - 1
+    futures = []
+    if helpers > 0:
+        pool = _helper_pool(helpers)
+        futures = [pool.submit(loop) for _ in range(helpers)]
+    try:
+        loop()
+    except BaseException:
+        stop.append(True)
+        raise
+    finally:
+        for f in futures:
+            f.cancel()
+        concurrent.futures.wait(futures)
+    for f in futures:
+        if not f.cancelled():
+            f.result()          # a helper's exception
 
 
 @functools.lru_cache(maxsize=8)
@@ -134,23 +293,51 @@ def _accidental_hits(labels, sampled):
     return rows, cols
 
 
-def _cross_entropy(logits, num_true, grad_scale, want_grad):
-    """Per-row loss (float64) of the candidate logits; the gradient over them."""
-    batch, width = logits.shape
-    n_threads = _backends.get_num_threads()
-    loss = np.empty(batch, dtype=np.float64)
-    grad = logits if want_grad else None
-    if num_true == 1:  # the true class is column 0
-        name = "cross_entropy_index_rows"
-        args = (logits, np.zeros(batch, dtype=np.int64), None, -100, 0.0, grad_scale,
-                loss, grad, n_threads)
+def _match_sampled(true_ids, sampled):
+    """Column in ``sampled`` of each of ``true_ids`` (-1 where absent), or None
+    when ``sampled`` repeats an id."""
+    order = np.argsort(sampled, kind="stable")
+    sorted_ids = sampled[order]
+    if sorted_ids.size > 1 and (sorted_ids[1:] == sorted_ids[:-1]).any():
+        return None
+    pos = np.searchsorted(sorted_ids, true_ids)
+    pos[pos == sorted_ids.size] = 0
+    return np.where(sorted_ids[pos] == true_ids, order[pos], -1)
+
+
+def _weight_grad(part_w, part_b, g_true, xc, true_ids, sampled, match, num_true, dtype):
+    """Sparse ``weights``/``biases`` gradient for distinct ``sampled`` ids.
+
+    ``part_w``/``part_b`` are the per-chunk candidate rows (true ids that are
+    candidates already folded in); the other true ids are summed per id after
+    a sort of at most ``batch * num_true`` ids.
+    """
+    dim = xc.shape[1]
+    ns = sampled.size
+    rest = np.flatnonzero(match < 0)
+    if rest.size:
+        order = rest[np.argsort(true_ids[rest], kind="stable")]
+        sorted_ids = true_ids[order]
+        first = np.empty(sorted_ids.size, dtype=bool)
+        first[0] = True
+        np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        extra = sorted_ids[starts]
     else:
-        name = "cross_entropy_prob_rows"
-        target = np.zeros((batch, width), dtype=logits.dtype)
-        target[:, :num_true] = 1.0 / num_true
-        args = (logits, target, None, 0.0, grad_scale, loss, grad, n_threads)
-    getattr(_backends.kernels_for(None, name), name)(*args)
-    return loss, grad
+        extra = np.zeros(0, dtype=np.int64)
+    k = ns + extra.size
+    grad_w = np.empty((k, dim), dtype=dtype)
+    grad_b = np.empty(k, dtype=np.float64)
+    np.sum(part_w, axis=0, out=grad_w[:ns])          # chunk order: deterministic
+    grad_b[:ns] = part_b.sum(axis=0)
+    if rest.size:
+        coef = g_true.reshape(-1)[order]
+        rows = coef[:, None] * xc[order // num_true]
+        np.add.reduceat(rows, starts, axis=0, out=grad_w[ns:])
+        grad_b[ns:] = np.add.reduceat(coef.astype(np.float64), starts)
+    ids = np.concatenate([sampled, extra])
+    perm = np.argsort(ids)
+    return ids[perm], grad_w[perm], grad_b[perm].astype(dtype)
 
 
 def _scatter_rows(all_ids, rows, biases, dtype):
@@ -321,32 +508,131 @@ def sampled_softmax_loss(weights, biases, labels, inputs, num_sampled, num_class
                                         np.zeros((ids.size, w.shape[1]), result),
                                         np.zeros(ids.size, result))
 
-    # ---- candidate logits: gathers and one BLAS product --------------------
+    with _single_thread_blas:
+        return _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected,
+                              compute, result, subtract_log_q, remove_accidental_hits,
+                              reduction, return_grad)
+
+
+def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute, result,
+                   subtract_log_q, remove_accidental_hits, reduction, return_grad):
+    """The computation of :func:`sampled_softmax_loss` on validated arguments.
+
+    After the gathers, the rows of the batch are cut into chunks (by shape
+    only) that run on the calling thread and helpers: candidate logits (one
+    BLAS product), fused softmax cross-entropy, ``inputs`` gradient and this
+    chunk's part of the ``weights`` gradient.  The partial weight gradients
+    are summed in chunk order, so the result does not depend on the threads.
+    """
+    batch, num_true = y.shape
+    num_sampled = sampled.size
+    dim = w.shape[1]
+    width = num_true + num_sampled
+
+    # ---- gathers ------------------------------------------------------------
     true_ids = y.reshape(-1)
     xc = x.astype(compute, copy=False)
-    w_true = w[true_ids].astype(compute, copy=False)            # (batch*num_true, dim)
-    w_sampled = w[sampled].astype(compute, copy=False)          # (num_sampled, dim)
-    logits = np.empty((batch, num_true + num_sampled), dtype=compute)
-    # BLAS into a contiguous product (a strided out= is several times slower), then
-    # bias and copy into place in one pass
-    np.add(xc @ w_sampled.T, b[sampled].astype(compute, copy=False), out=logits[:, num_true:])
-    if num_true == 1:
-        logits[:, 0] = np.einsum("bd,bd->b", xc, w_true)
-    else:
-        logits[:, :num_true] = np.einsum("bd,btd->bt", xc,
-                                         w_true.reshape(batch, num_true, -1))
-    logits[:, :num_true] += b[true_ids].astype(compute, copy=False).reshape(batch, num_true)
+    w_true = w[true_ids].astype(compute, copy=False).reshape(batch, num_true, dim)
+    # bias and log-q correction of each candidate column, formed in float64
+    bias_true = b[true_ids].astype(np.float64).reshape(batch, num_true)
+    bias_sampled = b[sampled].astype(np.float64)
     if subtract_log_q:
-        logits[:, :num_true] -= np.log(true_expected).astype(compute)
-        logits[:, num_true:] -= np.log(sampled_expected).astype(compute)
-    if remove_accidental_hits:
-        rows, cols = _accidental_hits(y, sampled)
-        # a finite floor: exp() gives 0 and 0 * (lse - logit) stays 0 (no NaN)
-        logits[rows, num_true + cols] = np.finfo(compute).min
+        bias_true -= np.log(true_expected)
+        bias_sampled -= np.log(sampled_expected)
+    bias_true = bias_true.astype(compute)
+    # the sampled biases ride in the product as one more column of weights
+    # against a column of ones (the last term of each dot product, so the
+    # same rounding as adding them after it): one pass over the logits
+    x_aug = np.empty((batch, dim + 1), dtype=compute)
+    x_aug[:, :dim] = xc
+    x_aug[:, dim] = 1.0
+    w_aug = np.empty((num_sampled, dim + 1), dtype=compute)
+    w_aug[:, :dim] = w[sampled]
+    w_aug[:, dim] = bias_sampled
+    w_sampled = w_aug[:, :dim]                                  # (num_sampled, dim)
 
-    # ---- fused softmax cross-entropy (and its gradient, over the logits) ---
+    # sampled column of each true id (-1: none), None when sampled repeats ids
+    match = _match_sampled(true_ids, sampled)
+    hit_rows = hit_cols = np.zeros(0, dtype=np.intp)
+    if remove_accidental_hits:
+        if match is None:
+            hit_rows, hit_cols = _accidental_hits(y, sampled)
+        else:
+            hit = np.flatnonzero(match >= 0)
+            hit_rows, hit_cols = hit // num_true, match[hit]
+    if return_grad and match is not None:
+        # a true id that is also a candidate has the same weights row: its
+        # gradient entry is added into that candidate's column, so one product
+        # gives the weight gradient of every candidate row
+        fold = np.flatnonzero(match >= 0)
+        fold_rows, fold_t, fold_cols = fold // num_true, fold % num_true, num_true + match[fold]
+
+    # ---- row chunks -----------------------------------------------------------
+    n_chunks = int(min(_MAX_CHUNKS, batch, max(1, batch * num_sampled * dim // _CHUNK_WORK)))
+    per_chunk = num_sampled * dim * compute.itemsize
+    n_chunks = max(1, min(n_chunks, _PARTIALS_BYTES // max(per_chunk, 1)))
+    bounds = [batch * c // n_chunks for c in range(n_chunks + 1)]
+    n_threads = _backends.get_num_threads()
+    # one chunk of many logits: let the kernel split it; else one thread each
+    kernel_threads = n_threads if n_chunks == 1 and batch * width >= _KERNEL_PARALLEL_MIN else 1
+    if num_true == 1:  # the true class is column 0
+        ce_name = "cross_entropy_index_rows"
+        ce_target = np.zeros(batch, dtype=np.int64)
+    else:
+        ce_name = "cross_entropy_prob_rows"
+        ce_target = np.zeros((batch, width), dtype=compute)
+        ce_target[:, :num_true] = 1.0 / num_true
+    # resolved here: the backend choice is local to the calling thread
+    ce_kernel = getattr(_backends.kernels_for(None, ce_name), ce_name)
     grad_scale = 1.0 / batch if reduction == "mean" else 1.0
-    row_loss, g = _cross_entropy(logits, num_true, grad_scale, return_grad)
+    floor = np.finfo(compute).min
+
+    logits = np.empty((batch, width), dtype=compute)
+    row_loss = np.empty(batch, dtype=np.float64)
+    if return_grad:
+        grad_x = np.empty((batch, dim), dtype=compute)
+        if match is not None:
+            part_w = np.empty((n_chunks, num_sampled, dim), dtype=compute)
+            part_b = np.empty((n_chunks, num_sampled), dtype=compute)
+
+    def chunk(c):
+        r0, r1 = bounds[c], bounds[c + 1]
+        z = logits[r0:r1]
+        # BLAS writes straight into the sampled columns (unit inner stride)
+        np.matmul(x_aug[r0:r1], w_aug.T, out=z[:, num_true:])
+        np.einsum("bd,btd->bt", xc[r0:r1], w_true[r0:r1], out=z[:, :num_true])
+        z[:, :num_true] += bias_true[r0:r1]
+        lo, hi = np.searchsorted(hit_rows, (r0, r1))
+        if hi > lo:
+            # a finite floor: exp() gives 0 and 0 * (lse - logit) stays 0 (no NaN)
+            z[hit_rows[lo:hi] - r0, num_true + hit_cols[lo:hi]] = floor
+        g = z if return_grad else None
+        if num_true == 1:
+            ce_kernel(z, ce_target[r0:r1], None, -100, 0.0, grad_scale, row_loss[r0:r1], g,
+                      kernel_threads)
+        else:
+            ce_kernel(z, ce_target[r0:r1], None, 0.0, grad_scale, row_loss[r0:r1], g,
+                      kernel_threads)
+        if not return_grad:
+            return
+        g_sampled = g[:, num_true:]
+        gx = grad_x[r0:r1]
+        np.matmul(g_sampled, w_sampled, out=gx)
+        gx += np.einsum("bt,btd->bd", g[:, :num_true], w_true[r0:r1])
+        if match is None:
+            return
+        lo, hi = np.searchsorted(fold_rows, (r0, r1))
+        if hi > lo:
+            rr = fold_rows[lo:hi] - r0
+            if num_true == 1:  # distinct (row, column) pairs
+                g[rr, fold_cols[lo:hi]] += g[rr, fold_t[lo:hi]]
+            else:              # a row may hold a true id twice
+                np.add.at(g, (rr, fold_cols[lo:hi]), g[rr, fold_t[lo:hi]])
+        np.matmul(g_sampled.T, xc[r0:r1], out=part_w[c])
+        np.sum(g_sampled, axis=0, out=part_b[c])
+
+    _run_chunks(chunk, n_chunks, n_threads)
+
     if reduction == "none":
         loss = row_loss.astype(result)
     elif reduction == "mean":
@@ -356,23 +642,20 @@ def sampled_softmax_loss(weights, biases, labels, inputs, num_sampled, num_class
     if not return_grad:
         return loss
 
-    # ---- gradients: BLAS for the sampled part, scatter-add over ids ---------
+    # ---- sparse weights/biases gradient ----------------------------------------
+    g = logits
     g_true = g[:, :num_true]
-    g_sampled = g[:, num_true:]
-    if num_true == 1:
-        grad_x = g_true * w_true
-        rows_true = g_true * xc
-    else:
-        grad_x = np.einsum("bt,btd->bd", g_true, w_true.reshape(batch, num_true, -1))
+    if match is None:  # repeated candidates: sum rows of equal ids by sorting
+        g_sampled = g[:, num_true:]
         rows_true = (g_true[:, :, None] * xc[:, None, :]).reshape(batch * num_true, -1)
-    grad_x += g_sampled @ w_sampled
-    rows_sampled = g_sampled.T @ xc                                # (num_sampled, dim)
-    ids, grad_w, grad_b = _scatter_rows(
-        np.concatenate([true_ids, sampled]),
-        np.concatenate([rows_true, rows_sampled]),
-        np.concatenate([g_true.reshape(-1), g_sampled.sum(axis=0)]).astype(np.float64),
-        compute)
-    grad = SampledSoftmaxGrad(grad_x.astype(result, copy=False), ids,
-                              grad_w.astype(result, copy=False),
-                              grad_b.astype(result, copy=False))
-    return loss, grad
+        ids, grad_w, grad_b = _scatter_rows(
+            np.concatenate([true_ids, sampled]),
+            np.concatenate([rows_true, g_sampled.T @ xc]),
+            np.concatenate([g_true.reshape(-1), g_sampled.sum(axis=0)]).astype(np.float64),
+            compute)
+    else:
+        ids, grad_w, grad_b = _weight_grad(part_w, part_b, g_true, xc, true_ids, sampled,
+                                           match, num_true, compute)
+    return loss, SampledSoftmaxGrad(grad_x.astype(result, copy=False), ids,
+                                    grad_w.astype(result, copy=False),
+                                    grad_b.astype(result, copy=False))

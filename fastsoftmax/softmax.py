@@ -16,6 +16,15 @@ def _same_view(a, b):
 
 
 def _softmax(x, axis, out, dtype, backend, log):
+    # Fastest path: a backend may do all of the fast path's checks and the
+    # call in compiled code (``softmax_fast``, optional in the kernel
+    # contract); it returns None when the call is not that simple case.
+    if dtype is None:
+        fast = getattr(_backends.kernels_for(backend, "softmax_rows"), "softmax_fast", None)
+        if fast is not None:
+            res = fast(x, axis, out, log, _backends._num_threads)
+            if res is not None:
+                return res
     # Fast path: a C-ordered native float32/float64 ndarray over its last axis
     # (or over everything), no dtype=, out= absent or a C-ordered array of the
     # same shape and dtype that is x itself or does not overlap it.

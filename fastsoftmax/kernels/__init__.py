@@ -72,4 +72,14 @@ Optional
 --------
 ``warmup()``: compile/load everything ahead of time (Numba), so that
 benchmarks can report compile time separately from run time.
+
+``softmax_fast(x, axis, out, log, n_threads)``: the public softmax's fast
+path in compiled code, the one exception to "kernels do no checking": it
+takes *unvalidated* public arguments and returns ``None`` unless ``x`` is
+an aligned, C-ordered, native float32/float64 ndarray with at least one
+element, ``axis`` is ``None``/-1/``x.ndim - 1`` and ``out`` is ``None`` or
+an aligned, writeable, C-ordered ndarray of the same shape and dtype that
+is ``x`` or does not overlap it; then it computes the result (into ``out``,
+or a new array) and returns it.  It saves a small call the front end's
+Python checks (the Cython backend has it).
 """

@@ -9,6 +9,7 @@ from ._kernels import (  # noqa: F401
     cross_entropy_index_rows,
     cross_entropy_prob_rows,
     softmax_cols,
+    softmax_fast,
     softmax_rows,
 )
 

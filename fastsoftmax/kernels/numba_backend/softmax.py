@@ -24,9 +24,12 @@ ones a ``prange`` kernel; in-place calls (``out`` is ``x``) run kernels that
 take a single array, so that LLVM sees the aliasing and still vectorises.
 """
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-from ._exp import fast_min, fexp, fexp_fast, fmax, fmin, like
+from ._exp import fast_min, fexp, fexp_fast, fexp_np, fmax, fmin, like
 from ._runtime import LazyKernel, arr, check_layer, flat, parallel_lock, use_threads, view
 
 __all__ = ["softmax_rows", "softmax_cols"]
@@ -37,6 +40,12 @@ LONG_ROW = 1 << 16
 CHUNK = 1 << 14
 #: inner columns per block of the column kernel
 COL_BLOCK = 512
+#: rows per group of the column kernel's first pass
+COL_GROUP = 8  # _col_group8 is written for 8
+#: columns per rescaling test of the column kernel
+COL_SUB = 16
+#: the column kernel's first pass prefetches this many rows ahead
+COL_PF = 16
 #: rows shorter than this use the block-of-rows algorithm (``_small_rows``)
 SMALL_K = 32
 #: elements per block of short rows
@@ -54,6 +63,57 @@ SERIAL_WORK = 1 << 15
 _FM = {"contract"}
 _FM_SUM = {"reassoc", "nsz", "contract"}
 _INLINE = dict(inline="always", fastmath=_FM)
+
+
+@intrinsic
+def _prefetch(typingctx, buf, index):
+    """Hint: bring ``buf[index]``'s cache line towards L1 (``llvm.prefetch``,
+    read, high locality); never faults, any index is allowed."""
+    if not (isinstance(buf, types.Array) and isinstance(index, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, value=args[0])
+        i = context.cast(builder, args[1], signature.args[1], types.intp)
+        ptr = builder.bitcast(builder.gep(ary.data, [i]), ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch", [ptr.type],
+            ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]))
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(buf, index), codegen
+
+
+@intrinsic
+def _wide_vectors(typingctx):
+    """Let LLVM vectorise the calling function with 512-bit vectors where the
+    CPU has them (AVX-512): LLVM's default for such CPUs prefers 256 bits.
+    Sets the function attributes ``"prefer-vector-width"="512"`` and
+    ``"min-legal-vector-width"="512"`` (llvmlite only accepts a fixed list of
+    attribute names, so they are added past its check; a no-op if that
+    fails).  Call it in every kernel sharing a summation, so that their
+    results stay identical."""
+    def codegen(context, builder, signature, args):
+        attrs = builder.function.attributes
+        try:
+            set.add(attrs, '"prefer-vector-width"="512"')
+            set.add(attrs, '"min-legal-vector-width"="512"')
+        except Exception:  # pragma: no cover - llvmlite internals changed
+            pass
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@njit(**_INLINE)
+def _prefetch_span(buf, start, length):
+    """Prefetch every cache line of ``buf[start:start + length]``."""
+    step = 64 // buf.itemsize
+    for j in range(start, start + length, step):
+        _prefetch(buf, j)
+    _prefetch(buf, start + length - 1)
 
 
 # ------------------------------------------------------------ row pieces
@@ -439,38 +499,206 @@ def _col_exact(xf, xb, xs1, k, log):
 
 
 @njit(**_INLINE)
-def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, s, shift, scale):
-    """Softmax along the k rows (stride xs1) of the w contiguous columns at xb."""
+def _col_group_max(xf, xb, xs1, w, g, gm):
+    """``gm[c]`` = max over the ``g`` rows at ``xb`` (stride xs1) of column c (NaN ignored)."""
     x0 = view(xf, xb, w)
     for c in range(w):
-        m[c] = x0[c]
-        s[c] = 1.0
-    for r in range(1, k):
+        gm[c] = x0[c]
+    for r in range(1, g):
         xr = view(xf, xb + r * xs1, w)
         for c in range(w):
-            v = xr[c]
-            mc = m[c]
-            sc = s[c]
-            e = fexp(-abs(v - mc))
-            s[c] = sc * e + 1.0 if v > mc else sc + e
-            m[c] = fmax(mc, v)
+            gm[c] = fmax(gm[c], xr[c])
+
+
+@njit(**_INLINE)
+def _col_new_max(m, gm, shn, mo_out, w):
+    """New running maxima ``m`` (old ones in ``mo_out``), ``shn`` = their
+    shift (max, or 0 for -inf); returns how many columns grew."""
+    grew = 0
+    for c in range(w):
+        mo = m[c]
+        mn = fmax(mo, gm[c])
+        grew += mn > mo
+        shn[c] = _sh(mn)
+        mo_out[c] = mo
+        m[c] = mn
+    return grew
+
+
+@njit(**_INLINE)
+def _sh(v):
+    """The shift of a running max: itself, or 0 for -inf."""
+    return v if v != -np.inf else like(0.0, v)
+
+
+@njit(**_INLINE)
+def _col_group8(xf, xg, xs1, w, m, mo_out, e):
+    """A full group of 8 rows in one pass over the columns, all in registers:
+    new running max ``m`` (the old one into ``mo_out``), and ``e`` = the sum
+    in T of the 8 ``exp(x - shift)`` against it.  Only T arithmetic, no
+    reduction and no conditional store here, so that LLVM vectorises the
+    loop at T's full width."""
+    x0 = view(xf, xg, w)
+    x1 = view(xf, xg + xs1, w)
+    x2 = view(xf, xg + 2 * xs1, w)
+    x3 = view(xf, xg + 3 * xs1, w)
+    x4 = view(xf, xg + 4 * xs1, w)
+    x5 = view(xf, xg + 5 * xs1, w)
+    x6 = view(xf, xg + 6 * xs1, w)
+    x7 = view(xf, xg + 7 * xs1, w)
+    for c in range(w):
+        v0 = x0[c]
+        v1 = x1[c]
+        v2 = x2[c]
+        v3 = x3[c]
+        v4 = x4[c]
+        v5 = x5[c]
+        v6 = x6[c]
+        v7 = x7[c]
+        mo = m[c]
+        mn = fmax(mo, fmax(fmax(fmax(v0, v1), fmax(v2, v3)), fmax(fmax(v4, v5), fmax(v6, v7))))
+        sh = _sh(mn)
+        mo_out[c] = mo
+        m[c] = mn
+        e[c] = (((fexp_np(v0 - sh) + fexp_np(v1 - sh)) + (fexp_np(v2 - sh) + fexp_np(v3 - sh)))
+                + ((fexp_np(v4 - sh) + fexp_np(v5 - sh)) + (fexp_np(v6 - sh) + fexp_np(v7 - sh))))
+
+
+@njit(**_INLINE)
+def _col_group8_log(xf, xg, xs1, w, m, mo_out, e_a, e_b, e_c, e_d):
+    """As ``_col_group8`` for log_softmax, whose ``log(sum)`` is needed to
+    the last bits: the exponentials are only added pairwise in T (into
+    ``e_a`` ... ``e_d``), the caller adds the pairs in float64."""
+    x0 = view(xf, xg, w)
+    x1 = view(xf, xg + xs1, w)
+    x2 = view(xf, xg + 2 * xs1, w)
+    x3 = view(xf, xg + 3 * xs1, w)
+    x4 = view(xf, xg + 4 * xs1, w)
+    x5 = view(xf, xg + 5 * xs1, w)
+    x6 = view(xf, xg + 6 * xs1, w)
+    x7 = view(xf, xg + 7 * xs1, w)
+    for c in range(w):
+        v0 = x0[c]
+        v1 = x1[c]
+        v2 = x2[c]
+        v3 = x3[c]
+        v4 = x4[c]
+        v5 = x5[c]
+        v6 = x6[c]
+        v7 = x7[c]
+        mo = m[c]
+        mn = fmax(mo, fmax(fmax(fmax(v0, v1), fmax(v2, v3)), fmax(fmax(v4, v5), fmax(v6, v7))))
+        sh = _sh(mn)
+        mo_out[c] = mo
+        m[c] = mn
+        e_a[c] = fexp_np(v0 - sh) + fexp_np(v1 - sh)
+        e_b[c] = fexp_np(v2 - sh) + fexp_np(v3 - sh)
+        e_c[c] = fexp_np(v4 - sh) + fexp_np(v5 - sh)
+        e_d[c] = fexp_np(v6 - sh) + fexp_np(v7 - sh)
+
+
+@njit(**_INLINE)
+def _col_rescale(s, mo, m, w):
+    """``s *= exp(sh(mo) - sh(m))`` (in float64) where the running max grew
+    from ``mo`` to ``m``; a zero sum stays zero (the factor is garbage when
+    the old max was -inf), NaN stays NaN.  By sub-blocks of COL_SUB
+    columns, skipping those where no max grew (most, after the first rows)."""
+    for c0 in range(0, w, COL_SUB):
+        n = min(COL_SUB, w - c0)
+        mv = view(m, c0, n)
+        mov = view(mo, c0, n)
+        changed = 0
+        for c in range(n):
+            changed += mv[c] > mov[c]
+        if changed:
+            sv = view(s, c0, n)
+            for c in range(n):
+                mn = mv[c]
+                mo_c = mov[c]
+                d = np.float64(_sh(mo_c)) - np.float64(_sh(mn))
+                sc = sv[c]
+                f = fexp_np(d)
+                sv[c] = sc * f if (mn > mo_c and sc != 0) else sc
+
+
+@njit(**_INLINE)
+def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e_b, e_c, e_d, e64, shift,
+               scale):
+    """Softmax along the k rows (stride xs1) of the w contiguous columns at xb.
+
+    Pass 1 reads ``COL_GROUP`` rows at a time: their maximum, then the sum of
+    ``exp(x - shift)`` against the new running maximum (every argument is
+    <= 0, -inf or NaN: ``fexp_np``), added in float64 to the running sums,
+    which are rescaled (rarely) when the maximum grows.  Pass 2 writes.
+    """
+    _wide_vectors()
+    ninf = like(-np.inf, m[0])
+    for c in range(w):
+        m[c] = ninf
+        s[c] = 0.0
+    for r0 in range(0, k, COL_GROUP):
+        g = min(COL_GROUP, k - r0)
+        xg = xb + r0 * xs1
+        if r0 + COL_PF + COL_GROUP <= k:  # rows are far apart: prefetch, line by line
+            for r in range(COL_GROUP):
+                _prefetch_span(xf, xg + (r + COL_PF) * xs1, w)
+        if g == COL_GROUP:
+            if log:
+                _col_group8_log(xf, xg, xs1, w, m, mo, e, e_b, e_c, e_d)
+            else:
+                _col_group8(xf, xg, xs1, w, m, mo, e)
+            _col_rescale(s, mo, m, w)
+            if log:
+                for c in range(w):
+                    s[c] += (np.float64(e[c]) + np.float64(e_b[c])) + (np.float64(e_c[c]) + np.float64(e_d[c]))
+            else:
+                for c in range(w):
+                    s[c] += np.float64(e[c])
+            continue
+        _col_group_max(xf, xg, xs1, w, g, gm)
+        grew = _col_new_max(m, gm, shn, mo, w)
+        if log:
+            # log(sum) is needed to the last bits: each exp is added in float64
+            for c in range(w):
+                e64[c] = 0.0
+            for r in range(g):
+                xr = view(xf, xg + r * xs1, w)
+                for c in range(w):
+                    e64[c] += np.float64(fexp_np(xr[c] - shn[c]))
+        else:
+            for c in range(w):
+                e[c] = 0.0
+            for r in range(g):
+                xr = view(xf, xg + r * xs1, w)
+                for c in range(w):
+                    e[c] += fexp_np(xr[c] - shn[c])
+        if grew:
+            _col_rescale(s, mo, m, w)
+        if log:
+            for c in range(w):
+                s[c] += e64[c]
+        else:
+            for c in range(w):
+                s[c] += np.float64(e[c])
     for c in range(w):
         mc = m[c]
         sc = s[c]
         if _finite(mc) and _finite(sc):
             shift[c] = mc
             scale[c] = like(np.log(sc), mc) if log else like(1.0 / sc, mc)
-        else:  # NaN, +inf, or several -inf: redo this column exactly
+        else:  # NaN, +inf, or only -inf: redo this column exactly
             shift[c], scale[c] = _col_exact(xf, xb + c, xs1, k, log)
     for r in range(k):
         xr = view(xf, xb + r * xs1, w)
         orow = view(of, ob + r * os1, w)
+        if r + 2 < k:
+            _prefetch_span(xf, xb + (r + 2) * xs1, w)
         if log:
             for c in range(w):
                 orow[c] = (xr[c] - shift[c]) - scale[c]
-        else:
+        else:  # shift = the max (NaN ignored): x - shift <= 0, -inf or NaN
             for c in range(w):
-                orow[c] = fexp(xr[c] - shift[c]) * scale[c]
+                orow[c] = fexp_np(xr[c] - shift[c]) * scale[c]
 
 
 @njit(**_INLINE)
@@ -482,13 +710,21 @@ def _col_tasks(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, g, ngro
     bw = min(COL_BLOCK, inner)
     m = np.empty(bw, dtype=xf.dtype)
     s = np.empty(bw, dtype=np.float64)
+    gm = np.empty(bw, dtype=xf.dtype)
+    shn = np.empty(bw, dtype=xf.dtype)
+    mo = np.empty(bw, dtype=xf.dtype)
+    e = np.empty(bw, dtype=xf.dtype)
+    e_b = np.empty(bw, dtype=xf.dtype)
+    e_c = np.empty(bw, dtype=xf.dtype)
+    e_d = np.empty(bw, dtype=xf.dtype)
+    e64 = np.empty(bw, dtype=np.float64)
     shift = np.empty(bw, dtype=xf.dtype)
     scale = np.empty(bw, dtype=xf.dtype)
     for t in range(lo, hi):
         o = t // nb
         c0 = (t - o * nb) * COL_BLOCK
         _col_block(xf, xo + o * xs0 + c0, xs1, of, oo + o * os0 + c0, os1, k,
-                   min(COL_BLOCK, inner - c0), log, m, s, shift, scale)
+                   min(COL_BLOCK, inner - c0), log, m, mo, s, gm, shn, e, e_b, e_c, e_d, e64, shift, scale)
 
 
 def _cols_kernel(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, ngroups):

@@ -32,12 +32,10 @@ from .sampling import Candidates, LogUniformSampler
 __all__ = ["sampled_softmax_loss", "SampledSoftmaxGrad"]
 
 _REDUCTIONS = ("none", "mean", "sum")
-#: multiply-adds of one candidate-logits product per chunk of rows (about
-#: 0.3 ms on one core); the chunks depend only on the problem's shape
+#: multiply-adds of each BLAS product per chunk (about 0.5 ms on one core);
+#: the chunks depend only on the problem's shape
 _CHUNK_WORK = 1 << 25
-_MAX_CHUNKS = 16
-#: at most this many bytes of per-chunk partial weight gradients
-_PARTIALS_BYTES = 1 << 26
+_MAX_CHUNKS = 64
 #: one chunk with at least this many logits lets the kernel use its threads
 _KERNEL_PARALLEL_MIN = 1 << 23
 
@@ -169,35 +167,51 @@ def _helper_pool(workers):
         return _pool[2]
 
 
-def _run_chunks(work, n_chunks, n_threads):
-    """Call ``work(c)`` for every chunk ``c`` on up to ``n_threads`` threads.
+def _run_phases(phases, n_threads):
+    """Run ``work(i)`` for ``i in range(n)`` for each ``(work, n)`` of
+    ``phases`` in turn, on up to ``n_threads`` threads.
 
-    The calling thread and the helpers take chunks in turn from one counter,
-    so a helper that the OS does not schedule (a busy machine) holds up at
-    most the chunk it is running; a helper that never started is cancelled
-    and its chunks run here.  ``work`` must give the same result whichever
-    thread runs a chunk.
+    The calling thread and the helpers take the items of a phase in turn
+    from one counter and start on the next phase once every item of this one
+    is done; so a helper that the OS does not schedule (a busy machine)
+    holds up at most the item it is running, and a helper that never started
+    is cancelled, its share done here.  ``work`` must give the same result
+    whichever thread runs an item.
     """
-    counter = itertools.count()
-    stop = []
+    lock = threading.Lock()
+    counters = [itertools.count() for _ in phases]
+    done = [0] * len(phases)
+    finished = [threading.Event() for _ in phases]
+    failed = []
 
     def loop():
-        while not stop:
-            c = next(counter)   # atomic under the GIL
-            if c >= n_chunks:
+        for p, (work, n) in enumerate(phases):
+            while not failed:
+                i = next(counters[p])   # atomic under the GIL
+                if i >= n:
+                    break
+                try:
+                    work(i)
+                except BaseException:
+                    failed.append(True)
+                    for event in finished:
+                        event.set()
+                    raise
+                with lock:
+                    done[p] += 1
+                    if done[p] == n:
+                        finished[p].set()
+            finished[p].wait()
+            if failed:
                 return
-            work(c)
 
-    helpers = min(n_threads, n_chunks) - 1
+    helpers = min(n_threads, max(n for _, n in phases)) - 1
     futures = []
     if helpers > 0:
         pool = _helper_pool(helpers)
         futures = [pool.submit(loop) for _ in range(helpers)]
     try:
         loop()
-    except BaseException:
-        stop.append(True)
-        raise
     finally:
         for f in futures:
             f.cancel()
@@ -305,39 +319,27 @@ def _match_sampled(true_ids, sampled):
     return np.where(sorted_ids[pos] == true_ids, order[pos], -1)
 
 
-def _weight_grad(part_w, part_b, g_true, xc, true_ids, sampled, match, num_true, dtype):
-    """Sparse ``weights``/``biases`` gradient for distinct ``sampled`` ids.
+def _rest_rows(out, g_true, xc, true_ids, match, num_true):
+    """Gradient rows of the true ids that are not candidates, summed per id.
 
-    ``part_w``/``part_b`` are the per-chunk candidate rows (true ids that are
-    candidates already folded in); the other true ids are summed per id after
-    a sort of at most ``batch * num_true`` ids.
+    ``out`` is ``(>= distinct ids, dim + 1)``: weights gradient, then the bias
+    gradient in the last column.  Returns the distinct ids, sorted.
     """
     dim = xc.shape[1]
-    ns = sampled.size
     rest = np.flatnonzero(match < 0)
-    if rest.size:
-        order = rest[np.argsort(true_ids[rest], kind="stable")]
-        sorted_ids = true_ids[order]
-        first = np.empty(sorted_ids.size, dtype=bool)
-        first[0] = True
-        np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=first[1:])
-        starts = np.flatnonzero(first)
-        extra = sorted_ids[starts]
-    else:
-        extra = np.zeros(0, dtype=np.int64)
-    k = ns + extra.size
-    grad_w = np.empty((k, dim), dtype=dtype)
-    grad_b = np.empty(k, dtype=np.float64)
-    np.sum(part_w, axis=0, out=grad_w[:ns])          # chunk order: deterministic
-    grad_b[:ns] = part_b.sum(axis=0)
-    if rest.size:
-        coef = g_true.reshape(-1)[order]
-        rows = coef[:, None] * xc[order // num_true]
-        np.add.reduceat(rows, starts, axis=0, out=grad_w[ns:])
-        grad_b[ns:] = np.add.reduceat(coef.astype(np.float64), starts)
-    ids = np.concatenate([sampled, extra])
-    perm = np.argsort(ids)
-    return ids[perm], grad_w[perm], grad_b[perm].astype(dtype)
+    if not rest.size:
+        return np.zeros(0, dtype=np.int64)
+    order = rest[np.argsort(true_ids[rest], kind="stable")]
+    sorted_ids = true_ids[order]
+    first = np.empty(sorted_ids.size, dtype=bool)
+    first[0] = True
+    np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    coef = g_true.reshape(-1)[order]
+    rows = coef[:, None] * xc[order // num_true]
+    np.add.reduceat(rows, starts, axis=0, out=out[:starts.size, :dim])
+    out[:starts.size, dim] = np.add.reduceat(coef.astype(np.float64), starts)
+    return sorted_ids[starts]
 
 
 def _scatter_rows(all_ids, rows, biases, dtype):
@@ -518,36 +520,31 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
                    subtract_log_q, remove_accidental_hits, reduction, return_grad):
     """The computation of :func:`sampled_softmax_loss` on validated arguments.
 
-    After the gathers, the rows of the batch are cut into chunks (by shape
-    only) that run on the calling thread and helpers: candidate logits (one
-    BLAS product), fused softmax cross-entropy, ``inputs`` gradient and this
-    chunk's part of the ``weights`` gradient.  The partial weight gradients
-    are summed in chunk order, so the result does not depend on the threads.
+    After the gathers the work runs in two phases of items that the calling
+    thread and helpers share (:func:`_run_phases`): chunks of rows (candidate
+    logits, fused cross-entropy, ``inputs`` gradient), then blocks of
+    candidates (their ``weights`` gradient, one product over the batch).
+    Items are cut by shape only and write disjoint outputs, so the result
+    does not depend on the threads.
     """
     batch, num_true = y.shape
     num_sampled = sampled.size
     dim = w.shape[1]
     width = num_true + num_sampled
 
-    # ---- gathers ------------------------------------------------------------
+    # ---- candidate rows (the rows of the true ids are gathered per chunk) ----
     true_ids = y.reshape(-1)
     xc = x.astype(compute, copy=False)
-    w_true = w[true_ids].astype(compute, copy=False).reshape(batch, num_true, dim)
-    # bias and log-q correction of each candidate column, formed in float64
-    bias_true = b[true_ids].astype(np.float64).reshape(batch, num_true)
-    bias_sampled = b[sampled].astype(np.float64)
-    if subtract_log_q:
-        bias_true -= np.log(true_expected)
-        bias_sampled -= np.log(sampled_expected)
-    bias_true = bias_true.astype(compute)
-    # the sampled biases ride in the product as one more column of weights
-    # against a column of ones (the last term of each dot product, so the
-    # same rounding as adding them after it): one pass over the logits
-    x_aug = np.empty((batch, dim + 1), dtype=compute)
-    x_aug[:, :dim] = xc
-    x_aug[:, dim] = 1.0
+    log_true = np.log(true_expected) if subtract_log_q else None
+    # the sampled biases (with their log-q correction, formed in float64) ride
+    # in the logits product as one more column of weights against a column of
+    # ones: the last term of each dot product, so the same rounding as adding
+    # them after it, without another pass over the logits
     w_aug = np.empty((num_sampled, dim + 1), dtype=compute)
     w_aug[:, :dim] = w[sampled]
+    bias_sampled = b[sampled].astype(np.float64)
+    if subtract_log_q:
+        bias_sampled -= np.log(sampled_expected)
     w_aug[:, dim] = bias_sampled
     w_sampled = w_aug[:, :dim]                                  # (num_sampled, dim)
 
@@ -567,14 +564,20 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
         fold = np.flatnonzero(match >= 0)
         fold_rows, fold_t, fold_cols = fold // num_true, fold % num_true, num_true + match[fold]
 
-    # ---- row chunks -----------------------------------------------------------
-    n_chunks = int(min(_MAX_CHUNKS, batch, max(1, batch * num_sampled * dim // _CHUNK_WORK)))
-    per_chunk = num_sampled * dim * compute.itemsize
-    n_chunks = max(1, min(n_chunks, _PARTIALS_BYTES // max(per_chunk, 1)))
-    bounds = [batch * c // n_chunks for c in range(n_chunks + 1)]
+    # ---- chunks ----------------------------------------------------------------
+    # phase 1, chunks of rows: logits, cross-entropy, inputs gradient; phase 2,
+    # blocks of candidates: their weights/biases gradient (one product over
+    # the whole batch).  Items depend on the shape only and write disjoint
+    # outputs: the result does not depend on the threads.
+    work = batch * num_sampled * dim
+    n_rows = int(min(_MAX_CHUNKS, batch, max(1, work // _CHUNK_WORK)))
+    row_bounds = [batch * c // n_rows for c in range(n_rows + 1)]
+    n_cols = int(min(_MAX_CHUNKS, num_sampled, max(1, work // _CHUNK_WORK)))
+    col_bounds = [num_sampled * c // n_cols for c in range(n_cols + 1)]
+    two_phase = return_grad and match is not None
     n_threads = _backends.get_num_threads()
     # one chunk of many logits: let the kernel split it; else one thread each
-    kernel_threads = n_threads if n_chunks == 1 and batch * width >= _KERNEL_PARALLEL_MIN else 1
+    kernel_threads = n_threads if n_rows == 1 and batch * width >= _KERNEL_PARALLEL_MIN else 1
     if num_true == 1:  # the true class is column 0
         ce_name = "cross_entropy_index_rows"
         ce_target = np.zeros(batch, dtype=np.int64)
@@ -591,17 +594,27 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
     row_loss = np.empty(batch, dtype=np.float64)
     if return_grad:
         grad_x = np.empty((batch, dim), dtype=compute)
-        if match is not None:
-            part_w = np.empty((n_chunks, num_sampled, dim), dtype=compute)
-            part_b = np.empty((n_chunks, num_sampled), dtype=compute)
+    if two_phase:
+        # candidates' weights and bias gradients, then room for the other true ids
+        cand = np.empty((num_sampled + int(np.count_nonzero(match < 0)), dim + 1),
+                        dtype=compute)
+        part_b = np.empty((n_rows, num_sampled), dtype=compute)
 
-    def chunk(c):
-        r0, r1 = bounds[c], bounds[c + 1]
+    def rows(c):
+        r0, r1 = row_bounds[c], row_bounds[c + 1]
         z = logits[r0:r1]
+        xa = np.empty((r1 - r0, dim + 1), dtype=compute)
+        xa[:, :dim] = xc[r0:r1]
+        xa[:, dim] = 1.0
         # BLAS writes straight into the sampled columns (unit inner stride)
-        np.matmul(x_aug[r0:r1], w_aug.T, out=z[:, num_true:])
-        np.einsum("bd,btd->bt", xc[r0:r1], w_true[r0:r1], out=z[:, :num_true])
-        z[:, :num_true] += bias_true[r0:r1]
+        np.matmul(xa, w_aug.T, out=z[:, num_true:])
+        ids_true = true_ids[r0 * num_true:r1 * num_true]
+        w_true = w[ids_true].astype(compute, copy=False).reshape(r1 - r0, num_true, dim)
+        np.einsum("bd,btd->bt", xc[r0:r1], w_true, out=z[:, :num_true])
+        bias_true = b[ids_true].astype(np.float64).reshape(r1 - r0, num_true)
+        if log_true is not None:
+            bias_true -= log_true[r0:r1]
+        z[:, :num_true] += bias_true.astype(compute)
         lo, hi = np.searchsorted(hit_rows, (r0, r1))
         if hi > lo:
             # a finite floor: exp() gives 0 and 0 * (lse - logit) stays 0 (no NaN)
@@ -615,11 +628,10 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
                       kernel_threads)
         if not return_grad:
             return
-        g_sampled = g[:, num_true:]
         gx = grad_x[r0:r1]
-        np.matmul(g_sampled, w_sampled, out=gx)
-        gx += np.einsum("bt,btd->bd", g[:, :num_true], w_true[r0:r1])
-        if match is None:
+        np.matmul(g[:, num_true:], w_sampled, out=gx)
+        gx += np.einsum("bt,btd->bd", g[:, :num_true], w_true)
+        if not two_phase:
             return
         lo, hi = np.searchsorted(fold_rows, (r0, r1))
         if hi > lo:
@@ -628,10 +640,22 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
                 g[rr, fold_cols[lo:hi]] += g[rr, fold_t[lo:hi]]
             else:              # a row may hold a true id twice
                 np.add.at(g, (rr, fold_cols[lo:hi]), g[rr, fold_t[lo:hi]])
-        np.matmul(g_sampled.T, xc[r0:r1], out=part_w[c])
-        np.sum(g_sampled, axis=0, out=part_b[c])
+        np.sum(g[:, num_true:], axis=0, out=part_b[c])    # the candidates' bias gradient
 
-    _run_chunks(chunk, n_chunks, n_threads)
+    extra = []
+
+    def cols(c):
+        if c == 0:  # the true ids that are not candidates
+            extra.append(_rest_rows(cand[num_sampled:], logits[:, :num_true], xc, true_ids,
+                                    match, num_true))
+            return
+        c0, c1 = col_bounds[c - 1], col_bounds[c]
+        np.matmul(logits[:, num_true + c0:num_true + c1].T, xc, out=cand[c0:c1, :dim])
+
+    phases = [(rows, n_rows)]
+    if two_phase:
+        phases.append((cols, n_cols + 1))
+    _run_phases(phases, n_threads)
 
     if reduction == "none":
         loss = row_loss.astype(result)
@@ -654,8 +678,10 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
             np.concatenate([g_true.reshape(-1), g_sampled.sum(axis=0)]).astype(np.float64),
             compute)
     else:
-        ids, grad_w, grad_b = _weight_grad(part_w, part_b, g_true, xc, true_ids, sampled,
-                                           match, num_true, compute)
+        np.sum(part_b, axis=0, out=cand[:num_sampled, dim])   # chunk order
+        ids = np.concatenate([sampled, extra[0]])
+        perm = np.argsort(ids)
+        ids, grad_w, grad_b = ids[perm], cand[:, :dim][perm], cand[perm, dim]
     return loss, SampledSoftmaxGrad(grad_x.astype(result, copy=False), ids,
                                     grad_w.astype(result, copy=False),
                                     grad_b.astype(result, copy=False))

@@ -35,7 +35,10 @@ _REDUCTIONS = ("none", "mean", "sum")
 #: multiply-adds of each BLAS product per chunk (about 0.5 ms on one core);
 #: the chunks depend only on the problem's shape
 _CHUNK_WORK = 1 << 25
-_MAX_CHUNKS = 64
+_MAX_CHUNKS = 16
+#: rows (candidates) per chunk at least: each product packs the other operand
+#: whole, so thinner chunks repeat that copy more often than they gain
+_MIN_ROWS = 256
 #: one chunk with at least this many logits lets the kernel use its threads
 _KERNEL_PARALLEL_MIN = 1 << 23
 
@@ -178,6 +181,12 @@ def _run_phases(phases, n_threads):
     is cancelled, its share done here.  ``work`` must give the same result
     whichever thread runs an item.
     """
+    helpers = min(n_threads, max(n for _, n in phases)) - 1
+    if helpers <= 0:
+        for work, n in phases:
+            for i in range(n):
+                work(i)
+        return
     lock = threading.Lock()
     counters = [itertools.count() for _ in phases]
     done = [0] * len(phases)
@@ -205,11 +214,8 @@ def _run_phases(phases, n_threads):
             if failed:
                 return
 
-    helpers = min(n_threads, max(n for _, n in phases)) - 1
-    futures = []
-    if helpers > 0:
-        pool = _helper_pool(helpers)
-        futures = [pool.submit(loop) for _ in range(helpers)]
+    pool = _helper_pool(helpers)
+    futures = [pool.submit(loop) for _ in range(helpers)]
     try:
         loop()
     finally:
@@ -570,14 +576,16 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
     # the whole batch).  Items depend on the shape only and write disjoint
     # outputs: the result does not depend on the threads.
     work = batch * num_sampled * dim
-    n_rows = int(min(_MAX_CHUNKS, batch, max(1, work // _CHUNK_WORK)))
+    n_rows = int(max(1, min(_MAX_CHUNKS, batch // _MIN_ROWS, work // _CHUNK_WORK)))
     row_bounds = [batch * c // n_rows for c in range(n_rows + 1)]
-    n_cols = int(min(_MAX_CHUNKS, num_sampled, max(1, work // _CHUNK_WORK)))
+    n_cols = int(max(1, min(_MAX_CHUNKS, num_sampled // _MIN_ROWS, work // _CHUNK_WORK)))
     col_bounds = [num_sampled * c // n_cols for c in range(n_cols + 1)]
     two_phase = return_grad and match is not None
-    n_threads = _backends.get_num_threads()
+    # a helper thread is only worth waking for a few chunks of work
+    n_threads = _backends.get_num_threads() if n_rows > 1 else 1
     # one chunk of many logits: let the kernel split it; else one thread each
-    kernel_threads = n_threads if n_rows == 1 and batch * width >= _KERNEL_PARALLEL_MIN else 1
+    kernel_threads = (_backends.get_num_threads()
+                      if n_rows == 1 and batch * width >= _KERNEL_PARALLEL_MIN else 1)
     if num_true == 1:  # the true class is column 0
         ce_name = "cross_entropy_index_rows"
         ce_target = np.zeros(batch, dtype=np.int64)

@@ -46,6 +46,12 @@ COL_GROUP = 8  # _col_group8 is written for 8
 COL_SUB = 16
 #: the column kernel's first pass prefetches this many rows ahead
 COL_PF = 16
+#: rows at least this long are computed through a scratch row, prefetching the next row
+SCRATCH_K = 2048
+#: outputs of at least this many bytes are written with streaming stores
+NT_MIN_BYTES = 16 << 20
+#: elements between prefetch bursts in ``_row_scratch``
+PF_BLOCK = 512
 #: rows shorter than this use the block-of-rows algorithm (``_small_rows``)
 SMALL_K = 32
 #: elements per block of short rows
@@ -65,25 +71,150 @@ _FM_SUM = {"reassoc", "nsz", "contract"}
 _INLINE = dict(inline="always", fastmath=_FM)
 
 
+def _prefetch_intrinsic(locality, doc):
+    def impl(typingctx, buf, index):
+        if not (isinstance(buf, types.Array) and isinstance(index, types.Integer)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            ary = context.make_array(signature.args[0])(context, builder, value=args[0])
+            i = context.cast(builder, args[1], signature.args[1], types.intp)
+            ptr = builder.bitcast(builder.gep(ary.data, [i]), ir.IntType(8).as_pointer())
+            i32 = ir.IntType(32)
+            fn = builder.module.declare_intrinsic(
+                "llvm.prefetch", [ptr.type],
+                ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]))
+            builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, locality), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return types.none(buf, index), codegen
+
+    impl.__doc__ = doc
+    return intrinsic(impl)
+
+
+_prefetch = _prefetch_intrinsic(3, """Hint: bring ``buf[index]``'s cache line towards L1 (``llvm.prefetch``,
+    read, high locality); never faults, any index is allowed.""")
+_prefetch_l2 = _prefetch_intrinsic(2, """As ``_prefetch``, towards L2 (for data needed a little later).""")
+
+
 @intrinsic
-def _prefetch(typingctx, buf, index):
-    """Hint: bring ``buf[index]``'s cache line towards L1 (``llvm.prefetch``,
-    read, high locality); never faults, any index is allowed."""
+def _address(typingctx, buf, index):
+    """The address of ``buf[index]`` (an integer), for alignment tests."""
     if not (isinstance(buf, types.Array) and isinstance(index, types.Integer)):
         return None
 
     def codegen(context, builder, signature, args):
         ary = context.make_array(signature.args[0])(context, builder, value=args[0])
         i = context.cast(builder, args[1], signature.args[1], types.intp)
-        ptr = builder.bitcast(builder.gep(ary.data, [i]), ir.IntType(8).as_pointer())
-        i32 = ir.IntType(32)
-        fn = builder.module.declare_intrinsic(
-            "llvm.prefetch", [ptr.type],
-            ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]))
-        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-        return context.get_dummy_value()
+        return builder.ptrtoint(builder.gep(ary.data, [i]), context.get_value_type(types.intp))
 
-    return types.none(buf, index), codegen
+    return types.intp(buf, index), codegen
+
+
+#: bytes per non-temporal (streaming) store
+_NT_BYTES = 64
+
+
+def _stream_intrinsic(log):
+    def impl(typingctx, src, src_start, dst, dst_start, nvec, factor, offset):
+        """``dst[dst_start + j] = src[src_start + j] * factor`` (or, ``log``,
+        ``(src[...] - offset) - factor``) for the
+        ``nvec * 64 / itemsize`` elements from there, with non-temporal
+        (streaming) 64-byte stores: the output goes to memory without being read
+        first and without evicting the cache.  ``dst[dst_start]`` must be
+        64-byte aligned.  Ends with a fence, so that the stores are ordered
+        before anything that follows."""
+        if not (isinstance(src, types.Array) and isinstance(dst, types.Array)
+                and src.dtype == dst.dtype and factor == src.dtype and offset == src.dtype
+                and src.dtype in (types.float32, types.float64)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            s_ary = context.make_array(signature.args[0])(context, builder, value=args[0])
+            d_ary = context.make_array(signature.args[2])(context, builder, value=args[2])
+            intp = context.get_value_type(types.intp)
+            s0 = context.cast(builder, args[1], signature.args[1], types.intp)
+            d0 = context.cast(builder, args[3], signature.args[3], types.intp)
+            nv = context.cast(builder, args[4], signature.args[4], types.intp)
+            fty = context.get_value_type(signature.args[0].dtype)
+            lanes = _NT_BYTES // (4 if signature.args[0].dtype == types.float32 else 8)
+            vty = ir.VectorType(fty, lanes)
+            vfac = ir.Constant(vty, ir.Undefined)
+            voff = ir.Constant(vty, ir.Undefined)
+            for j in range(lanes):
+                vfac = builder.insert_element(vfac, args[5], ir.Constant(ir.IntType(32), j))
+                voff = builder.insert_element(voff, args[6], ir.Constant(ir.IntType(32), j))
+            sp = builder.gep(s_ary.data, [s0])
+            dp = builder.gep(d_ary.data, [d0])
+            nt_md = builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)])
+            with cgutils.for_range(builder, nv) as loop:
+                off = builder.mul(loop.index, ir.Constant(intp, lanes))
+                v = builder.load(builder.bitcast(builder.gep(sp, [off]), vty.as_pointer()), align=4)
+                r = builder.fsub(builder.fsub(v, voff), vfac) if log else builder.fmul(v, vfac)
+                st = builder.store(r, builder.bitcast(builder.gep(dp, [off]), vty.as_pointer()), align=_NT_BYTES)
+                st.set_metadata("nontemporal", nt_md)
+            builder.fence("seq_cst")
+            return context.get_dummy_value()
+
+        return types.none(src, src_start, dst, dst_start, nvec, factor, offset), codegen
+
+    return intrinsic(impl)
+
+
+_scale_stream = _stream_intrinsic(False)
+_log_stream = _stream_intrinsic(True)
+
+
+@njit(**_INLINE)
+def _stream_head(dst):
+    """Elements of ``dst`` before its first 64-byte boundary (all of them
+    when the data is not even item-aligned)."""
+    k = dst.shape[0]
+    item = dst.itemsize
+    addr = _address(dst, 0)
+    head = ((_NT_BYTES - addr % _NT_BYTES) % _NT_BYTES) // item
+    if addr % item != 0 or head > k:
+        head = k
+    return head
+
+
+@njit(**_INLINE)
+def _scale_copy(src, dst, factor, nt):
+    """``dst = src * factor`` (same length); ``nt``: with streaming stores."""
+    k = dst.shape[0]
+    if not nt:
+        for j in range(k):
+            dst[j] = src[j] * factor
+        return
+    lanes = _NT_BYTES // dst.itemsize
+    head = _stream_head(dst)
+    for j in range(head):
+        dst[j] = src[j] * factor
+    nvec = (k - head) // lanes
+    if nvec > 0:
+        _scale_stream(src, head, dst, head, nvec, factor, factor)
+    for j in range(head + nvec * lanes, k):
+        dst[j] = src[j] * factor
+
+
+@njit(**_INLINE)
+def _log_copy(src, dst, shift, lse, nt):
+    """``dst = (src - shift) - lse`` (same length); ``nt``: streaming stores."""
+    k = dst.shape[0]
+    if not nt:
+        for j in range(k):
+            dst[j] = (src[j] - shift) - lse
+        return
+    lanes = _NT_BYTES // dst.itemsize
+    head = _stream_head(dst)
+    for j in range(head):
+        dst[j] = (src[j] - shift) - lse
+    nvec = (k - head) // lanes
+    if nvec > 0:
+        _log_stream(src, head, dst, head, nvec, lse, shift)
+    for j in range(head + nvec * lanes, k):
+        dst[j] = (src[j] - shift) - lse
 
 
 @intrinsic
@@ -154,8 +285,40 @@ def _sum_exp(xr, shift, start, stop, fast):
     return s
 
 
+@njit(**_INLINE)
+def _max(xr, start, stop):
+    """Max of ``xr[start:stop]``, ignoring NaN (see ``fmax``)."""
+    hi = xr[start]
+    for j in range(start + 1, stop):
+        hi = fmax(hi, xr[j])
+    return hi
+
+
+@njit(**_INLINE)
+def _np_ok(m, shift):
+    """True when every ``x - shift`` with ``x <= m`` (``m`` the max, NaN
+    ignored) is <= 0, -inf or NaN, so that ``fexp_np`` applies: ``shift`` is
+    the max itself (also +-inf), or the values are all -inf/NaN."""
+    return shift == m or m == -np.inf
+
+
+@njit(fastmath=_FM_SUM, cache=True)
+def _sum_exp_np(xr, shift, start, stop, np_ok):
+    """Sum of ``exp(xr[start:stop] - shift)`` (``fexp_np`` when ``np_ok``)."""
+    _wide_vectors()
+    s = like(0.0, shift)
+    if np_ok:
+        for j in range(start, stop):
+            s += fexp_np(xr[j] - shift)
+    else:
+        for j in range(start, stop):
+            s += fexp(xr[j] - shift)
+    return s
+
+
 @njit(fastmath=_FM_SUM, cache=True)
 def _sum(orow, start, stop):
+    _wide_vectors()
     s = orow[start]
     for j in range(start + 1, stop):
         s += orow[j]
@@ -163,17 +326,15 @@ def _sum(orow, start, stop):
 
 
 @njit(**_INLINE)
-def _exp_store_sum(xr, orow, shift, start, stop, fast):
-    # Two loops rather than one fused loop: LLVM vectorises a fused loop
-    # differently when out is x (in place), which changed the sum's rounding;
-    # a sum over ``out`` alone is the same code in every kernel.  The row is
-    # in L1/L2 cache, so the extra pass is cheap.
-    if fast:
-        for j in range(start, stop):
-            orow[j] = fexp_fast(xr[j] - shift)
-    else:
-        for j in range(start, stop):
-            orow[j] = fexp(xr[j] - shift)
+def _exp_store_sum(xr, orow, m, start, stop):
+    """``orow = exp(xr - m)`` (``m`` the max) and its sum.
+
+    Two loops rather than one fused loop: LLVM vectorises a fused loop
+    differently when out is x (in place), which changed the sum's rounding;
+    a sum over ``out`` alone is the same code in every kernel.  The row is
+    in L1/L2 cache, so the extra pass is cheap."""
+    for j in range(start, stop):
+        orow[j] = fexp_np(xr[j] - m)
     return _sum(orow, start, stop)
 
 
@@ -184,16 +345,14 @@ def _scale(orow, factor, start, stop):
 
 
 @njit(**_INLINE)
-def _write(xr, orow, shift, scale, log, start, stop, fast):
+def _write(xr, orow, shift, scale, log, start, stop):
+    """The result from the row's (shift, scale); softmax: shift = the max."""
     if log:
         for j in range(start, stop):
             orow[j] = (xr[j] - shift) - scale
-    elif fast:
-        for j in range(start, stop):
-            orow[j] = fexp_fast(xr[j] - shift) * scale
     else:
         for j in range(start, stop):
-            orow[j] = fexp(xr[j] - shift) * scale
+            orow[j] = fexp_np(xr[j] - shift) * scale
 
 
 @njit(**_INLINE)
@@ -205,32 +364,78 @@ def _finite(v):
 def _row(xr, orow, log):
     """Softmax of one row of at most LONG_ROW elements."""
     k = xr.shape[0]
-    m, lo = _max_min(xr, 0, k)
-    fast = _fast(lo, m, m)
+    m = _max(xr, 0, k)
     if log:
-        if not _finite(m):
-            m = like(0.0, m)
-        s = _sum_exp(xr, m, 0, k, fast)
-        _write(xr, orow, m, np.log(s), True, 0, k, fast)
+        shift = m if _finite(m) else like(0.0, m)
+        s = _sum_exp_np(xr, shift, 0, k, _np_ok(m, shift))
+        _write(xr, orow, shift, np.log(s), True, 0, k)
     else:
-        s = _exp_store_sum(xr, orow, m, 0, k, fast)
+        s = _exp_store_sum(xr, orow, m, 0, k)
         _scale(orow, like(1.0, m) / s, 0, k)
 
 
+@njit(**_INLINE)
+def _exp_prefetch(xr, e, m, nf, nb):
+    """``e = exp(xr - m)`` (``m`` the max), prefetching ``nf[nb:nb + len]``
+    (the next row) towards L2 block by block, while the exps compute."""
+    k = xr.shape[0]
+    step = 64 // xr.itemsize
+    for blk in range((k + PF_BLOCK - 1) // PF_BLOCK):
+        b0 = blk * PF_BLOCK
+        size = min(PF_BLOCK, k - b0)
+        for j in range(0, size, step):
+            _prefetch_l2(nf, nb + b0 + j)
+        xv = view(xr, b0, size)  # views: indices from 0, so that no index
+        ev = view(e, b0, size)   # wraparound code defeats the vectoriser
+        for j in range(size):
+            ev[j] = fexp_np(xv[j] - m)
+
+
+@njit(**_INLINE)
+def _sum_exp_prefetch(xr, shift, np_ok, nf, nb):
+    """``_sum_exp_np`` over the row, prefetching the next row as ``_exp_prefetch``."""
+    k = xr.shape[0]
+    step = 64 // xr.itemsize
+    s = 0.0
+    for blk in range((k + PF_BLOCK - 1) // PF_BLOCK):
+        b0 = blk * PF_BLOCK
+        size = min(PF_BLOCK, k - b0)
+        for j in range(0, size, step):
+            _prefetch_l2(nf, nb + b0 + j)
+        s += _sum_exp_np(view(xr, b0, size), shift, 0, size, np_ok)
+    return s
+
+
+@njit(**_INLINE)
+def _row_scratch(xr, orow, log, scratch, nf, nb, nt):
+    """``_row`` for long rows (at least SCRATCH_K elements): the next row
+    (``nf[nb:nb + k]``) is prefetched while this one computes; softmax's
+    exponentials go to ``scratch`` (a row kept in cache) rather than to
+    ``out``, which is then written once, in the last pass."""
+    k = xr.shape[0]
+    m = _max(xr, 0, k)
+    if log:
+        shift = m if _finite(m) else like(0.0, m)
+        s = _sum_exp_prefetch(xr, shift, _np_ok(m, shift), nf, nb)
+        _log_copy(xr, orow, shift, like(np.log(s), m), nt)
+    else:
+        _exp_prefetch(xr, scratch, m, nf, nb)
+        _scale_copy(scratch, orow, like(1.0, m) / _sum(scratch, 0, k), nt)
+
+
 # -------------------------------------------------------- long-row pieces
-# ``mpart`` is (n, 2 * nch): chunk maxima, then chunk minima.
+# ``mpart`` is (n, nch): chunk maxima; ``spart`` (n, nch) the chunk sums.
 @njit(**_INLINE)
 def _chunk_partial(xr, c, mpart, spart, i):
     """Partials of chunk ``c`` of row ``xr``: ``mpart[i, c]`` = its max,
-    ``mpart[i, nch + c]`` its min, ``spart[i, c]`` = sum of exp(x - shift),
-    shift = max, or 0 if not finite."""
+    ``spart[i, c]`` = sum of exp(x - shift), shift = max, or 0 if not finite."""
+    _wide_vectors()
     start = c * CHUNK
     stop = min(start + CHUNK, xr.shape[0])
-    m, lo = _max_min(xr, start, stop)
+    m = _max(xr, start, stop)
     shift = m if _finite(m) else like(0.0, m)
     mpart[i, c] = m
-    mpart[i, spart.shape[1] + c] = lo
-    spart[i, c] = _sum_exp(xr, shift, start, stop, _fast(lo, m, shift))
+    spart[i, c] = _sum_exp_np(xr, shift, start, stop, _np_ok(m, shift))
 
 
 @njit(**_INLINE)
@@ -257,12 +462,11 @@ def _combine(mpart, spart, i, log):
 
 
 @njit(**_INLINE)
-def _write_chunk(xr, orow, c, shift, scale, log, mpart, i):
-    nch = mpart.shape[1] // 2
+def _write_chunk(xr, orow, c, shift, scale, log):
+    _wide_vectors()
     start = c * CHUNK
     stop = min(start + CHUNK, xr.shape[0])
-    _write(xr, orow, shift, scale, log, start, stop,
-           _fast(mpart[i, nch + c], mpart[i, c], shift))
+    _write(xr, orow, shift, scale, log, start, stop)
 
 
 @njit(**_INLINE)
@@ -273,19 +477,18 @@ def _long_row(xr, orow, log, mpart, spart, i):
         _chunk_partial(xr, c, mpart, spart, i)
     shift, scale = _combine(mpart, spart, i, log)
     for c in range(nch):
-        _write_chunk(xr, orow, c, shift, scale, log, mpart, i)
+        _write_chunk(xr, orow, c, shift, scale, log)
 
 
 # ------------------------------------------------------------- kernels
 # Arguments: flat buffer, offset of row 0, row stride (elements), for x then
 # out; n rows of k elements.  '_inplace' variants take one buffer.
 @njit(**_INLINE)
-def _short_max_min(xb, base, k):
-    """(max, min) of ``xb[base:base+k]`` with four independent chains (a short
-    row is latency-bound); a NaN is ignored unless it comes first, either
-    way the row's sum then is NaN."""
+def _short_max(xb, base, k):
+    """Max of ``xb[base:base+k]`` with four independent chains (a short row
+    is latency-bound); a NaN is ignored unless it comes first, either way
+    the row's sum then is NaN."""
     h0 = h1 = h2 = h3 = xb[base]
-    l0 = l1 = l2 = l3 = h0
     j = 0
     while j + 4 <= k:
         v0 = xb[base + j]
@@ -296,21 +499,14 @@ def _short_max_min(xb, base, k):
         h1 = v1 if v1 > h1 else h1
         h2 = v2 if v2 > h2 else h2
         h3 = v3 if v3 > h3 else h3
-        l0 = v0 if v0 < l0 else l0
-        l1 = v1 if v1 < l1 else l1
-        l2 = v2 if v2 < l2 else l2
-        l3 = v3 if v3 < l3 else l3
         j += 4
     while j < k:
         v0 = xb[base + j]
         h0 = v0 if v0 > h0 else h0
-        l0 = v0 if v0 < l0 else l0
         j += 1
     h0 = h1 if h1 > h0 else h0
     h2 = h3 if h3 > h2 else h2
-    l0 = l1 if l1 < l0 else l0
-    l2 = l3 if l3 < l2 else l2
-    return (h2 if h2 > h0 else h0), (l2 if l2 < l0 else l0)
+    return h2 if h2 > h0 else h0
 
 
 @njit(**_INLINE)
@@ -361,17 +557,17 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
             xb = view(tx, 0, size)
         direct = os == k
         ob = view(of, oo + b0 * k, size) if direct else view(to, 0, size)
-        all_fast = True
+        all_np = True
         for r in range(b1 - b0):
             base = r * k
-            hi, lo = _short_max_min(xb, base, k)
-            all_fast = all_fast and _fast(lo, hi, hi)
+            hi = _short_max(xb, base, k)
             shift = hi if (_finite(hi) or not log) else like(0.0, hi)
+            all_np = all_np and _np_ok(hi, shift)
             for j in range(k):
                 sh[base + j] = shift
-        if all_fast:
+        if all_np:
             for j in range(size):
-                te[j] = fexp_fast(xb[j] - sh[j])
+                te[j] = fexp_np(xb[j] - sh[j])
         else:
             for j in range(size):
                 te[j] = fexp(xb[j] - sh[j])
@@ -395,9 +591,24 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
 
 
 @njit(**_INLINE)
-def _rows_range(xf, xo, xs, of, oo, os, r0, r1, k, log):
+def _nt(n, k, buf):
+    """Stream the output to memory (non-temporal stores) when it is too
+    large to stay in cache anyway."""
+    return n * k * buf.itemsize >= NT_MIN_BYTES
+
+
+@njit(**_INLINE)
+def _rows_range(xf, xo, xs, of, oo, os, r0, r1, k, log, nt):
+    _wide_vectors()
     if k < SMALL_K:
         _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log)
+    elif k >= SCRATCH_K:
+        scratch = np.empty(k, dtype=xf.dtype)
+        for i in range(r0, r1):
+            # the last row prefetches itself (harmless)
+            nxt = xo + (i + 1) * xs if i + 1 < r1 else xo + i * xs
+            _row_scratch(view(xf, xo + i * xs, k), view(of, oo + i * os, k), log, scratch, xf, nxt,
+                         nt)
     else:
         for i in range(r0, r1):
             _row(view(xf, xo + i * xs, k), view(of, oo + i * os, k), log)
@@ -409,34 +620,34 @@ def _groups(n):
 
 
 def _rows_serial(xf, xo, xs, of, oo, os, n, k, log):
-    _rows_range(xf, xo, xs, of, oo, os, 0, n, k, log)
+    _rows_range(xf, xo, xs, of, oo, os, 0, n, k, log, _nt(n, k, of))
 
 
 def _rows_serial_c(x, out, log):
     """C-contiguous 2-D x and out: fewer arguments, less dispatch time."""
     n, k = x.shape
-    _rows_range(view(x, 0, n * k), 0, k, view(out, 0, n * k), 0, k, 0, n, k, log)
+    _rows_range(view(x, 0, n * k), 0, k, view(out, 0, n * k), 0, k, 0, n, k, log, _nt(n, k, out))
 
 
 def _rows_serial_c_inplace(buf, log):
     n, k = buf.shape
-    _rows_range(view(buf, 0, n * k), 0, k, view(buf, 0, n * k), 0, k, 0, n, k, log)
+    _rows_range(view(buf, 0, n * k), 0, k, view(buf, 0, n * k), 0, k, 0, n, k, log, _nt(n, k, buf))
 
 
 def _rows_parallel(xf, xo, xs, of, oo, os, n, k, log):
     groups = _groups(n)
     for g in prange(groups):
-        _rows_range(xf, xo, xs, of, oo, os, g * n // groups, (g + 1) * n // groups, k, log)
+        _rows_range(xf, xo, xs, of, oo, os, g * n // groups, (g + 1) * n // groups, k, log, _nt(n, k, of))
 
 
 def _rows_serial_inplace(bf, bo, bs, n, k, log):
-    _rows_range(bf, bo, bs, bf, bo, bs, 0, n, k, log)
+    _rows_range(bf, bo, bs, bf, bo, bs, 0, n, k, log, _nt(n, k, bf))
 
 
 def _rows_parallel_inplace(bf, bo, bs, n, k, log):
     groups = _groups(n)
     for g in prange(groups):
-        _rows_range(bf, bo, bs, bf, bo, bs, g * n // groups, (g + 1) * n // groups, k, log)
+        _rows_range(bf, bo, bs, bf, bo, bs, g * n // groups, (g + 1) * n // groups, k, log, _nt(n, k, bf))
 
 
 def _long_rows(xf, xo, xs, of, oo, os, n, k, log, mpart, spart):
@@ -466,8 +677,7 @@ def _long_finish(xf, xo, xs, of, oo, os, n, k, log, mpart, spart):
         shift[i], scale[i] = _combine(mpart, spart, i, log)
     for t in prange(n * nch):
         i = t // nch
-        _write_chunk(view(xf, xo + i * xs, k), view(of, oo + i * os, k), t - i * nch, shift[i], scale[i], log,
-                     mpart, i)
+        _write_chunk(view(xf, xo + i * xs, k), view(of, oo + i * os, k), t - i * nch, shift[i], scale[i], log)
 
 
 def _long_finish_inplace(bf, bo, bs, n, k, log, mpart, spart):
@@ -478,8 +688,7 @@ def _long_finish_inplace(bf, bo, bs, n, k, log, mpart, spart):
         shift[i], scale[i] = _combine(mpart, spart, i, log)
     for t in prange(n * nch):
         i = t // nch
-        _write_chunk(view(bf, bo + i * bs, k), view(bf, bo + i * bs, k), t - i * nch, shift[i], scale[i], log,
-                     mpart, i)
+        _write_chunk(view(bf, bo + i * bs, k), view(bf, bo + i * bs, k), t - i * nch, shift[i], scale[i], log)
 
 
 # ------------------------------------------------------------- columns
@@ -842,7 +1051,7 @@ def softmax_rows(x, out, log, n_threads):
     if k > LONG_ROW:
         use_threads(n_threads)
         nch = (k + CHUNK - 1) // CHUNK
-        mpart = np.empty((n, 2 * nch), dtype=x.dtype)
+        mpart = np.empty((n, nch), dtype=x.dtype)
         spart = np.empty((n, nch), dtype=np.float64)
         if n >= 2 * n_threads:
             if inplace:

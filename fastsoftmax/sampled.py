@@ -16,6 +16,7 @@ static split between threads, or an OpenMP team, waits for a descheduled
 thread.
 """
 import concurrent.futures
+import contextlib
 import functools
 import itertools
 import operator
@@ -39,6 +40,8 @@ _MAX_CHUNKS = 16
 #: rows (candidates) per chunk at least: each product packs the other operand
 #: whole, so thinner chunks repeat that copy more often than they gain
 _MIN_ROWS = 256
+#: products of fewer multiply-adds run on one thread even unchunked
+_BLAS_PARALLEL_MIN = 1 << 26
 #: one chunk with at least this many logits lets the kernel use its threads
 _KERNEL_PARALLEL_MIN = 1 << 23
 
@@ -218,6 +221,9 @@ def _run_phases(phases, n_threads):
     futures = [pool.submit(loop) for _ in range(helpers)]
     try:
         loop()
+    except BaseException:
+        failed.append(True)     # e.g. KeyboardInterrupt while waiting
+        raise
     finally:
         for f in futures:
             f.cancel()
@@ -516,10 +522,9 @@ def sampled_softmax_loss(weights, biases, labels, inputs, num_sampled, num_class
                                         np.zeros((ids.size, w.shape[1]), result),
                                         np.zeros(ids.size, result))
 
-    with _single_thread_blas:
-        return _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected,
-                              compute, result, subtract_log_q, remove_accidental_hits,
-                              reduction, return_grad)
+    return _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected,
+                          compute, result, subtract_log_q, remove_accidental_hits,
+                          reduction, return_grad)
 
 
 def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute, result,
@@ -583,6 +588,10 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
     two_phase = return_grad and match is not None
     # a helper thread is only worth waking for a few chunks of work
     n_threads = _backends.get_num_threads() if n_rows > 1 else 1
+    # BLAS on the calling thread when the chunks share the work, or for small
+    # products; one big chunk keeps BLAS's own threads
+    blas = (_single_thread_blas if n_threads > 1 or work < _BLAS_PARALLEL_MIN
+            else contextlib.nullcontext())
     # one chunk of many logits: let the kernel split it; else one thread each
     kernel_threads = (_backends.get_num_threads()
                       if n_rows == 1 and batch * width >= _KERNEL_PARALLEL_MIN else 1)
@@ -663,7 +672,8 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
     phases = [(rows, n_rows)]
     if two_phase:
         phases.append((cols, n_cols + 1))
-    _run_phases(phases, n_threads)
+    with blas:
+        _run_phases(phases, n_threads)
 
     if reduction == "none":
         loss = row_loss.astype(result)
@@ -680,9 +690,11 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
     if match is None:  # repeated candidates: sum rows of equal ids by sorting
         g_sampled = g[:, num_true:]
         rows_true = (g_true[:, :, None] * xc[:, None, :]).reshape(batch * num_true, -1)
+        with blas:
+            rows_sampled = g_sampled.T @ xc
         ids, grad_w, grad_b = _scatter_rows(
             np.concatenate([true_ids, sampled]),
-            np.concatenate([rows_true, g_sampled.T @ xc]),
+            np.concatenate([rows_true, rows_sampled]),
             np.concatenate([g_true.reshape(-1), g_sampled.sum(axis=0)]).astype(np.float64),
             compute)
     else:

@@ -20,7 +20,8 @@ def _softmax(x, axis, out, dtype, backend, log):
     # call in compiled code (``softmax_fast``, optional in the kernel
     # contract); it returns None when the call is not that simple case.
     if dtype is None:
-        fast = getattr(_backends.kernels_for(backend, "softmax_rows"), "softmax_fast", None)
+        # (a module's __dict__: a missing attribute costs getattr half a us)
+        fast = _backends.kernels_for(backend, "softmax_rows").__dict__.get("softmax_fast")
         if fast is not None:
             res = fast(x, axis, out, log, _backends._num_threads)
             if res is not None:

@@ -40,8 +40,9 @@ _MAX_CHUNKS = 16
 #: rows (candidates) per chunk at least: each product packs the other operand
 #: whole, so thinner chunks repeat that copy more often than they gain
 _MIN_ROWS = 256
-#: products of fewer multiply-adds run on one thread even unchunked
-_BLAS_PARALLEL_MIN = 1 << 26
+#: an unchunked product of this many multiply-adds (several ms on one core)
+#: keeps BLAS's threads: only then is a stalled thread the smaller risk
+_BLAS_PARALLEL_MIN = 1 << 30
 #: one chunk with at least this many logits lets the kernel use its threads
 _KERNEL_PARALLEL_MIN = 1 << 23
 
@@ -588,10 +589,12 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
     two_phase = return_grad and match is not None
     # a helper thread is only worth waking for a few chunks of work
     n_threads = _backends.get_num_threads() if n_rows > 1 else 1
-    # BLAS on the calling thread when the chunks share the work, or for small
-    # products; one big chunk keeps BLAS's own threads
-    blas = (_single_thread_blas if n_threads > 1 or work < _BLAS_PARALLEL_MIN
-            else contextlib.nullcontext())
+    # BLAS on the calling thread when the chunks share the work, for small
+    # products, or when fastsoftmax is set to one thread; only one big chunk
+    # (a short batch) keeps BLAS's own threads
+    blas = (contextlib.nullcontext()
+            if n_rows == 1 and work >= _BLAS_PARALLEL_MIN and _backends.get_num_threads() > 1
+            else _single_thread_blas)
     # one chunk of many logits: let the kernel split it; else one thread each
     kernel_threads = (_backends.get_num_threads()
                       if n_rows == 1 and batch * width >= _KERNEL_PARALLEL_MIN else 1)

@@ -8,12 +8,13 @@ cross-entropy over them (with its gradient, written over the logits) is the
 fused kernel ``cross_entropy_index_rows`` / ``cross_entropy_prob_rows`` of
 the current backend.
 
-The work after the gathers is cut into chunks of rows (by shape only, so
-results do not depend on the thread count) run by the calling thread and
-``get_num_threads() - 1`` helper threads, each chunk with single-threaded
-BLAS and kernels.  On a busy machine this keeps going where OpenBLAS's own
-static split between threads, or an OpenMP team, waits for a descheduled
-thread.
+The work after the gathers is cut into chunks of rows, then of candidates
+(by shape only), run by the calling thread and ``get_num_threads() - 1``
+helper threads, each chunk with single-threaded BLAS and kernels, so the
+result does not depend on the thread count.  On a busy machine this keeps
+going where OpenBLAS's own static split between threads, or an OpenMP team,
+waits for a descheduled thread.  (Where NumPy's BLAS is not an OpenBLAS whose
+thread count can be set, and for one huge chunk, BLAS keeps its own threads.)
 """
 import concurrent.futures
 import contextlib
@@ -84,8 +85,9 @@ class _BlasThreads:
     so they run on the calling thread.  The OpenBLAS libraries mapped into the
     process are found once in ``/proc/self/maps``; their thread count is
     process-wide, so it is lowered on entry of the first caller and restored
-    on exit of the last one.  Where no OpenBLAS is found (MKL, Accelerate,
-    not Linux) this does nothing.
+    on exit of the last one (NumPy calls in other threads meanwhile run on
+    one thread too).  Where no OpenBLAS is found (MKL, Accelerate, not Linux)
+    this does nothing, and the computation uses no helper threads either.
     """
 
     def __init__(self):
@@ -128,14 +130,23 @@ class _BlasThreads:
                 break
         return funcs
 
+    def controls(self):
+        """Whether NumPy's BLAS was found (its thread count can be lowered)."""
+        with self._lock:
+            self._find()
+            return bool(self._funcs)
+
+    def _find(self):
+        if self._funcs is None:
+            try:
+                self._funcs = self._lookup()
+            except Exception:  # pragma: no cover - best effort only
+                self._funcs = []
+
     def __enter__(self):
         with self._lock:
             if self._depth == 0:
-                if self._funcs is None:
-                    try:
-                        self._funcs = self._lookup()
-                    except Exception:  # pragma: no cover - best effort only
-                        self._funcs = []
+                self._find()
                 self._saved = []
                 for get, set_ in self._funcs:
                     n = get()
@@ -536,8 +547,8 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
     thread and helpers share (:func:`_run_phases`): chunks of rows (candidate
     logits, fused cross-entropy, ``inputs`` gradient), then blocks of
     candidates (their ``weights`` gradient, one product over the batch).
-    Items are cut by shape only and write disjoint outputs, so the result
-    does not depend on the threads.
+    Items are cut by shape only and write disjoint outputs, and BLAS runs on
+    one thread in each, so the result does not depend on the threads.
     """
     batch, num_true = y.shape
     num_sampled = sampled.size
@@ -580,15 +591,18 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
     # phase 1, chunks of rows: logits, cross-entropy, inputs gradient; phase 2,
     # blocks of candidates: their weights/biases gradient (one product over
     # the whole batch).  Items depend on the shape only and write disjoint
-    # outputs: the result does not depend on the threads.
+    # outputs.
     work = batch * num_sampled * dim
     n_rows = int(max(1, min(_MAX_CHUNKS, batch // _MIN_ROWS, work // _CHUNK_WORK)))
     row_bounds = [batch * c // n_rows for c in range(n_rows + 1)]
     n_cols = int(max(1, min(_MAX_CHUNKS, num_sampled // _MIN_ROWS, work // _CHUNK_WORK)))
     col_bounds = [num_sampled * c // n_cols for c in range(n_cols + 1)]
     two_phase = return_grad and match is not None
-    # a helper thread is only worth waking for a few chunks of work
-    n_threads = _backends.get_num_threads() if n_rows > 1 else 1
+    # a helper thread is only worth waking for a few chunks of work, and only
+    # when BLAS can be kept to one thread per chunk (else the threads of both
+    # would oversubscribe the cores)
+    n_threads = (_backends.get_num_threads()
+                 if n_rows > 1 and _single_thread_blas.controls() else 1)
     # BLAS on the calling thread when the chunks share the work, for small
     # products, or when fastsoftmax is set to one thread; only one big chunk
     # (a short batch) keeps BLAS's own threads

@@ -50,6 +50,8 @@ COL_PF = 16
 SCRATCH_K = 2048
 #: outputs of at least this many bytes are written with streaming stores
 NT_MIN_BYTES = 16 << 20
+#: elements per streaming-store block of the long-row and column writing passes
+NT_BLOCK = 2048
 #: elements between prefetch bursts in ``_row_scratch``
 PF_BLOCK = 512
 #: rows shorter than this use the block-of-rows algorithm (``_small_rows``)
@@ -116,7 +118,7 @@ def _address(typingctx, buf, index):
 _NT_BYTES = 64
 
 
-def _stream_intrinsic(log):
+def _stream_intrinsic(log, fence=True):
     def impl(typingctx, src, src_start, dst, dst_start, nvec, factor, offset):
         """``dst[dst_start + j] = src[src_start + j] * factor`` (or, ``log``,
         ``(src[...] - offset) - factor``) for the
@@ -124,7 +126,8 @@ def _stream_intrinsic(log):
         (streaming) 64-byte stores: the output goes to memory without being read
         first and without evicting the cache.  ``dst[dst_start]`` must be
         64-byte aligned.  Ends with a fence, so that the stores are ordered
-        before anything that follows."""
+        before anything that follows (unless made with ``fence=False``: then
+        call ``_stream_fence`` after the last of them)."""
         if not (isinstance(src, types.Array) and isinstance(dst, types.Array)
                 and src.dtype == dst.dtype and factor == src.dtype and offset == src.dtype
                 and src.dtype in (types.float32, types.float64)):
@@ -154,7 +157,8 @@ def _stream_intrinsic(log):
                 r = builder.fsub(builder.fsub(v, voff), vfac) if log else builder.fmul(v, vfac)
                 st = builder.store(r, builder.bitcast(builder.gep(dp, [off]), vty.as_pointer()), align=_NT_BYTES)
                 st.set_metadata("nontemporal", nt_md)
-            builder.fence("seq_cst")
+            if fence:
+                builder.fence("seq_cst")
             return context.get_dummy_value()
 
         return types.none(src, src_start, dst, dst_start, nvec, factor, offset), codegen
@@ -164,6 +168,34 @@ def _stream_intrinsic(log):
 
 _scale_stream = _stream_intrinsic(False)
 _log_stream = _stream_intrinsic(True)
+_scale_stream_nf = _stream_intrinsic(False, fence=False)
+
+
+@intrinsic
+def _stream_fence(typingctx):
+    """Orders the calling thread's earlier streaming stores before what follows."""
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@njit(**_INLINE)
+def _stream_copy_nf(src, dst):
+    """``dst = src`` (same length) with streaming stores where ``dst`` is
+    64-byte aligned, and no fence (see ``_stream_fence``)."""
+    k = dst.shape[0]
+    lanes = _NT_BYTES // dst.itemsize
+    head = _stream_head(dst)
+    for j in range(head):
+        dst[j] = src[j]
+    nvec = (k - head) // lanes
+    one = like(1.0, src[0])
+    if nvec > 0:  # x * 1 is x exactly (also -0, +-inf, NaN)
+        _scale_stream_nf(src, head, dst, head, nvec, one, one)
+    for j in range(head + nvec * lanes, k):
+        dst[j] = src[j]
 
 
 @njit(**_INLINE)
@@ -431,11 +463,12 @@ def _chunk_partial(xr, c, mpart, spart, i):
     ``spart[i, c]`` = sum of exp(x - shift), shift = max, or 0 if not finite."""
     _wide_vectors()
     start = c * CHUNK
-    stop = min(start + CHUNK, xr.shape[0])
-    m = _max(xr, start, stop)
+    size = min(CHUNK, xr.shape[0] - start)
+    xv = view(xr, start, size)  # indices from 0: vectorises (no wraparound code)
+    m = _max(xv, 0, size)
     shift = m if _finite(m) else like(0.0, m)
     mpart[i, c] = m
-    spart[i, c] = _sum_exp_np(xr, shift, start, stop, _np_ok(m, shift))
+    spart[i, c] = _sum_exp_np(xv, shift, 0, size, _np_ok(m, shift))
 
 
 @njit(**_INLINE)
@@ -462,22 +495,33 @@ def _combine(mpart, spart, i, log):
 
 
 @njit(**_INLINE)
-def _write_chunk(xr, orow, c, shift, scale, log):
+def _write_chunk(xr, orow, c, shift, scale, log, nt, tmp):
+    """Chunk ``c`` of the result; ``nt``: through ``tmp`` (NT_BLOCK elements,
+    kept in L1) with streaming stores, then a fence."""
     _wide_vectors()
     start = c * CHUNK
     stop = min(start + CHUNK, xr.shape[0])
-    _write(xr, orow, shift, scale, log, start, stop)
+    if not nt:
+        _write(view(xr, start, stop - start), view(orow, start, stop - start), shift, scale, log, 0, stop - start)
+        return
+    for b0 in range(start, stop, NT_BLOCK):
+        size = min(NT_BLOCK, stop - b0)
+        tv = view(tmp, 0, size)
+        _write(view(xr, b0, size), tv, shift, scale, log, 0, size)
+        _stream_copy_nf(tv, view(orow, b0, size))
+    _stream_fence()
 
 
 @njit(**_INLINE)
-def _long_row(xr, orow, log, mpart, spart, i):
-    """A row by the long-row algorithm (``mpart[i]``, ``spart[i]`` are scratch)."""
+def _long_row(xr, orow, log, mpart, spart, i, nt, tmp):
+    """A row by the long-row algorithm (``mpart[i]``, ``spart[i]`` are scratch);
+    written in reverse chunk order (the chunks read last are still in cache)."""
     nch = spart.shape[1]
     for c in range(nch):
         _chunk_partial(xr, c, mpart, spart, i)
     shift, scale = _combine(mpart, spart, i, log)
-    for c in range(nch):
-        _write_chunk(xr, orow, c, shift, scale, log)
+    for c in range(nch - 1, -1, -1):
+        _write_chunk(xr, orow, c, shift, scale, log, nt, tmp)
 
 
 # ------------------------------------------------------------- kernels
@@ -650,15 +694,17 @@ def _rows_parallel_inplace(bf, bo, bs, n, k, log):
         _rows_range(bf, bo, bs, bf, bo, bs, g * n // groups, (g + 1) * n // groups, k, log, _nt(n, k, bf))
 
 
-def _long_rows(xf, xo, xs, of, oo, os, n, k, log, mpart, spart):
+def _long_rows(xf, xo, xs, of, oo, os, n, k, log, mpart, spart, nt):
     """Many long rows: one row per task, chunked serially within the row."""
     for i in prange(n):
-        _long_row(view(xf, xo + i * xs, k), view(of, oo + i * os, k), log, mpart, spart, i)
+        tmp = np.empty(NT_BLOCK, dtype=xf.dtype)
+        _long_row(view(xf, xo + i * xs, k), view(of, oo + i * os, k), log, mpart, spart, i, nt, tmp)
 
 
-def _long_rows_inplace(bf, bo, bs, n, k, log, mpart, spart):
+def _long_rows_inplace(bf, bo, bs, n, k, log, mpart, spart, nt):
     for i in prange(n):
-        _long_row(view(bf, bo + i * bs, k), view(bf, bo + i * bs, k), log, mpart, spart, i)
+        tmp = np.empty(NT_BLOCK, dtype=bf.dtype)
+        _long_row(view(bf, bo + i * bs, k), view(bf, bo + i * bs, k), log, mpart, spart, i, nt, tmp)
 
 
 def _long_partials(xf, xo, xs, n, k, mpart, spart):
@@ -669,26 +715,45 @@ def _long_partials(xf, xo, xs, n, k, mpart, spart):
         _chunk_partial(view(xf, xo + i * xs, k), t - i * nch, mpart, spart, i)
 
 
-def _long_finish(xf, xo, xs, of, oo, os, n, k, log, mpart, spart):
+def _long_finish(xf, xo, xs, of, oo, os, n, k, log, mpart, spart, nt):
+    """The writing pass after ``_long_partials``, (row, chunk) units in the
+    reverse order of that pass: the chunks it read last are still in cache."""
     nch = spart.shape[1]
+    units = n * nch
     shift = np.empty(n, dtype=xf.dtype)
     scale = np.empty(n, dtype=xf.dtype)
     for i in range(n):
         shift[i], scale[i] = _combine(mpart, spart, i, log)
-    for t in prange(n * nch):
-        i = t // nch
-        _write_chunk(view(xf, xo + i * xs, k), view(of, oo + i * os, k), t - i * nch, shift[i], scale[i], log)
+    for g in prange(_finish_groups(units)):
+        tmp = np.empty(NT_BLOCK, dtype=xf.dtype)
+        ng = _finish_groups(units)
+        for t in range(g * units // ng, (g + 1) * units // ng):
+            u = units - 1 - t
+            i = u // nch
+            _write_chunk(view(xf, xo + i * xs, k), view(of, oo + i * os, k), u - i * nch, shift[i], scale[i],
+                         log, nt, tmp)
 
 
-def _long_finish_inplace(bf, bo, bs, n, k, log, mpart, spart):
+def _long_finish_inplace(bf, bo, bs, n, k, log, mpart, spart, nt):
     nch = spart.shape[1]
+    units = n * nch
     shift = np.empty(n, dtype=bf.dtype)
     scale = np.empty(n, dtype=bf.dtype)
     for i in range(n):
         shift[i], scale[i] = _combine(mpart, spart, i, log)
-    for t in prange(n * nch):
-        i = t // nch
-        _write_chunk(view(bf, bo + i * bs, k), view(bf, bo + i * bs, k), t - i * nch, shift[i], scale[i], log)
+    for g in prange(_finish_groups(units)):
+        tmp = np.empty(NT_BLOCK, dtype=bf.dtype)
+        ng = _finish_groups(units)
+        for t in range(g * units // ng, (g + 1) * units // ng):
+            u = units - 1 - t
+            i = u // nch
+            _write_chunk(view(bf, bo + i * bs, k), view(bf, bo + i * bs, k), u - i * nch, shift[i], scale[i],
+                         log, nt, tmp)
+
+
+@njit(**_INLINE)
+def _finish_groups(units):
+    return min(units, 64)
 
 
 # ------------------------------------------------------------- columns
@@ -980,11 +1045,11 @@ def _parts(ft):
 
 
 def _sig_long(ft):
-    return [types.void(_ro(ft), _I, _I, _rw(ft), _I, _I, _I, _I, _B, *_parts(ft))]
+    return [types.void(_ro(ft), _I, _I, _rw(ft), _I, _I, _I, _I, _B, *_parts(ft), _B)]
 
 
 def _sig_long_ip(ft):
-    return [types.void(_rw(ft), _I, _I, _I, _I, _B, *_parts(ft))]
+    return [types.void(_rw(ft), _I, _I, _I, _I, _B, *_parts(ft), _B)]
 
 
 def _sig_partials(ft):
@@ -1020,6 +1085,12 @@ ALL_KERNELS = (K_ROWS, K_ROWS_C, K_ROWS_C_IP, K_ROWS_PAR, K_ROWS_IP, K_ROWS_IP_P
 
 
 # ------------------------------------------------------------- wrappers
+def _nt_out(out):
+    """Streaming stores for this output?  Read at call time (the kernels
+    take it as an argument), so that tests can lower NT_MIN_BYTES."""
+    return bool(out.nbytes >= NT_MIN_BYTES)
+
+
 def _launch(kernel, *args):
     with parallel_lock():
         kernel(*args)
@@ -1053,17 +1124,18 @@ def softmax_rows(x, out, log, n_threads):
         nch = (k + CHUNK - 1) // CHUNK
         mpart = np.empty((n, nch), dtype=x.dtype)
         spart = np.empty((n, nch), dtype=np.float64)
+        nt = _nt_out(out)
         if n >= 2 * n_threads:
             if inplace:
-                _launch(K_LONG_IP[char], of, oo, os, n, k, log, mpart, spart)
+                _launch(K_LONG_IP[char], of, oo, os, n, k, log, mpart, spart, nt)
             else:
-                _launch(K_LONG[char], xf, xo, xs, of, oo, os, n, k, log, mpart, spart)
+                _launch(K_LONG[char], xf, xo, xs, of, oo, os, n, k, log, mpart, spart, nt)
             return
         _launch(K_PARTIALS[char], xf, xo, xs, n, k, mpart, spart)
         if inplace:
-            _launch(K_FINISH_IP[char], of, oo, os, n, k, log, mpart, spart)
+            _launch(K_FINISH_IP[char], of, oo, os, n, k, log, mpart, spart, nt)
         else:
-            _launch(K_FINISH[char], xf, xo, xs, of, oo, os, n, k, log, mpart, spart)
+            _launch(K_FINISH[char], xf, xo, xs, of, oo, os, n, k, log, mpart, spart, nt)
         return
     if n_threads == 1 or n == 1 or n * k <= SERIAL_WORK:
         if inplace:

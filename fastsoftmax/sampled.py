@@ -633,12 +633,14 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
         # candidates' weights and bias gradients, then room for the other true ids
         cand = np.empty((num_sampled + int(np.count_nonzero(match < 0)), dim + 1),
                         dtype=compute)
-        part_b = np.empty((n_rows, num_sampled), dtype=compute)
+        # the inputs with a column of ones: against it the products give the
+        # candidates' bias gradient (the sum over the batch) as a last column
+        x_aug = np.empty((batch, dim + 1), dtype=compute)
 
     def rows(c):
         r0, r1 = row_bounds[c], row_bounds[c + 1]
         z = logits[r0:r1]
-        xa = np.empty((r1 - r0, dim + 1), dtype=compute)
+        xa = x_aug[r0:r1] if two_phase else np.empty((r1 - r0, dim + 1), dtype=compute)
         xa[:, :dim] = xc[r0:r1]
         xa[:, dim] = 1.0
         # BLAS writes straight into the sampled columns (unit inner stride)
@@ -675,7 +677,6 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
                 g[rr, fold_cols[lo:hi]] += g[rr, fold_t[lo:hi]]
             else:              # a row may hold a true id twice
                 np.add.at(g, (rr, fold_cols[lo:hi]), g[rr, fold_t[lo:hi]])
-        np.sum(g[:, num_true:], axis=0, out=part_b[c])    # the candidates' bias gradient
 
     extra = []
 
@@ -685,7 +686,7 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
                                     match, num_true))
             return
         c0, c1 = col_bounds[c - 1], col_bounds[c]
-        np.matmul(logits[:, num_true + c0:num_true + c1].T, xc, out=cand[c0:c1, :dim])
+        np.matmul(logits[:, num_true + c0:num_true + c1].T, x_aug, out=cand[c0:c1])
 
     phases = [(rows, n_rows)]
     if two_phase:
@@ -716,7 +717,6 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
             np.concatenate([g_true.reshape(-1), g_sampled.sum(axis=0)]).astype(np.float64),
             compute)
     else:
-        np.sum(part_b, axis=0, out=cand[:num_sampled, dim])   # chunk order
         ids = np.concatenate([sampled, extra[0]])
         perm = np.argsort(ids)
         ids, grad_w, grad_b = ids[perm], cand[:, :dim][perm], cand[perm, dim]

@@ -252,6 +252,51 @@ def test_cols_against_reference(dtype, log, shape):
     _assert_close(out[:, ::-1], want, dtype, log)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("log", [False, True])
+def test_streaming_store_paths(dtype, log, monkeypatch):
+    # outputs of >= NT_MIN_BYTES (read at call time) are written with
+    # streaming stores: same bits as the ordinary stores, for every thread
+    # count, strided (unaligned) output, in place, special values
+    rng = np.random.default_rng(7)
+    rows = (rng.standard_normal((3, LONG)) * 5).astype(dtype)
+    rows[0, 5] = np.nan
+    rows[1, 100] = np.inf
+    rows[2, : nb_softmax.CHUNK * 2 + 7] = -np.inf
+    cols = (rng.standard_normal((2, 300, 533)) * 6).astype(dtype)
+    cols[0, 2, 3] = np.nan
+    cols[1, :, 4] = -np.inf
+    cols[1, 1, 5] = np.inf
+    cases = [("rows", rows, nb.softmax_rows), ("cols", cols, nb.softmax_cols)]
+    plain = {}
+    for name, x, fn in cases:
+        out = np.empty_like(x)
+        fn(x, out, log, 2)
+        plain[name] = out
+    want = np.empty_like(rows)
+    with np.errstate(all="ignore"):
+        reference.softmax_rows(rows, want, log)
+    _assert_close(plain["rows"], want.astype(np.float64), dtype, log)
+    assert np.array_equal(np.isnan(plain["rows"]), np.isnan(want))
+    want = np.empty(cols.shape)
+    with np.errstate(all="ignore"):
+        reference.softmax_cols(cols.astype(np.float64), want, log)
+    _assert_close(plain["cols"], want, dtype, log)
+    monkeypatch.setattr(nb_softmax, "NT_MIN_BYTES", 0)
+    for name, x, fn in cases:
+        for n_threads in (1, 2, 3):
+            out = np.empty_like(x)
+            fn(x, out, log, n_threads)
+            np.testing.assert_array_equal(out, plain[name], err_msg=name)
+        big = np.full(x.shape[:-1] + (x.shape[-1] + 5,), 7.0, dtype=dtype)
+        fn(x, big[..., 1:-4], log, 2)
+        np.testing.assert_array_equal(big[..., 1:-4], plain[name], err_msg=name)
+        assert np.all(big[..., :1] == 7) and np.all(big[..., -4:] == 7)
+        buf = x.copy()
+        fn(buf, buf, log, 2)
+        np.testing.assert_array_equal(buf, plain[name], err_msg=name)
+
+
 def test_unusual_strides_are_copied_not_misread():
     # a row stride that is not a multiple of the item size, and unaligned data
     rec = np.zeros(6, dtype=[("a", "f8", (5,)), ("b", "i1")])

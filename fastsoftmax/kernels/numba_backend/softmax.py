@@ -897,13 +897,14 @@ def _col_rescale(s, mo, m, w):
 
 @njit(**_INLINE)
 def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e_b, e_c, e_d, e64, shift,
-               scale):
+               scale, nt, tmp):
     """Softmax along the k rows (stride xs1) of the w contiguous columns at xb.
 
     Pass 1 reads ``COL_GROUP`` rows at a time: their maximum, then the sum of
     ``exp(x - shift)`` against the new running maximum (every argument is
     <= 0, -inf or NaN: ``fexp_np``), added in float64 to the running sums,
-    which are rescaled (rarely) when the maximum grows.  Pass 2 writes.
+    which are rescaled (rarely) when the maximum grows.  Pass 2 writes
+    (``nt``: each row through ``tmp``, in L1, with streaming stores).
     """
     _wide_vectors()
     ninf = like(-np.inf, m[0])
@@ -962,21 +963,28 @@ def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e_b, e
             scale[c] = like(np.log(sc), mc) if log else like(1.0 / sc, mc)
         else:  # NaN, +inf, or only -inf: redo this column exactly
             shift[c], scale[c] = _col_exact(xf, xb + c, xs1, k, log)
+    shv = view(shift, 0, w)  # unmanaged views: the loops below vectorise
+    scv = view(scale, 0, w)
     for r in range(k):
         xr = view(xf, xb + r * xs1, w)
         orow = view(of, ob + r * os1, w)
+        dst = view(tmp, 0, w) if nt else orow
         if r + 2 < k:
             _prefetch_span(xf, xb + (r + 2) * xs1, w)
         if log:
             for c in range(w):
-                orow[c] = (xr[c] - shift[c]) - scale[c]
+                dst[c] = (xr[c] - shv[c]) - scv[c]
         else:  # shift = the max (NaN ignored): x - shift <= 0, -inf or NaN
             for c in range(w):
-                orow[c] = fexp_np(xr[c] - shift[c]) * scale[c]
+                dst[c] = fexp_np(xr[c] - shv[c]) * scv[c]
+        if nt:
+            _stream_copy_nf(dst, orow)
+    if nt:
+        _stream_fence()
 
 
 @njit(**_INLINE)
-def _col_tasks(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, g, ngroups):
+def _col_tasks(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, g, ngroups, nt):
     nb = (inner + COL_BLOCK - 1) // COL_BLOCK
     ntasks = outer * nb
     lo = g * ntasks // ngroups
@@ -994,21 +1002,23 @@ def _col_tasks(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, g, ngro
     e64 = np.empty(bw, dtype=np.float64)
     shift = np.empty(bw, dtype=xf.dtype)
     scale = np.empty(bw, dtype=xf.dtype)
+    tmp = np.empty(bw, dtype=xf.dtype)
     for t in range(lo, hi):
         o = t // nb
         c0 = (t - o * nb) * COL_BLOCK
         _col_block(xf, xo + o * xs0 + c0, xs1, of, oo + o * os0 + c0, os1, k,
-                   min(COL_BLOCK, inner - c0), log, m, mo, s, gm, shn, e, e_b, e_c, e_d, e64, shift, scale)
+                   min(COL_BLOCK, inner - c0), log, m, mo, s, gm, shn, e, e_b, e_c, e_d, e64, shift, scale,
+                   nt, tmp)
 
 
-def _cols_kernel(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, ngroups):
+def _cols_kernel(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, ngroups, nt):
     for g in prange(ngroups):
-        _col_tasks(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, g, ngroups)
+        _col_tasks(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, g, ngroups, nt)
 
 
-def _cols_kernel_inplace(bf, bo, bs0, bs1, outer, k, inner, log, ngroups):
+def _cols_kernel_inplace(bf, bo, bs0, bs1, outer, k, inner, log, ngroups, nt):
     for g in prange(ngroups):
-        _col_tasks(bf, bo, bs0, bs1, bf, bo, bs0, bs1, outer, k, inner, log, g, ngroups)
+        _col_tasks(bf, bo, bs0, bs1, bf, bo, bs0, bs1, outer, k, inner, log, g, ngroups, nt)
 
 
 # ------------------------------------------------------ compiled variants
@@ -1057,11 +1067,11 @@ def _sig_partials(ft):
 
 
 def _sig_cols(ft):
-    return [types.void(_ro(ft), _I, _I, _I, _rw(ft), _I, _I, _I, _I, _I, _I, _B, _I)]
+    return [types.void(_ro(ft), _I, _I, _I, _rw(ft), _I, _I, _I, _I, _I, _I, _B, _I, _B)]
 
 
 def _sig_cols_ip(ft):
-    return [types.void(_rw(ft), _I, _I, _I, _I, _I, _I, _B, _I)]
+    return [types.void(_rw(ft), _I, _I, _I, _I, _I, _I, _B, _I, _B)]
 
 
 _P = dict(parallel=True, fastmath=_FM)
@@ -1171,7 +1181,8 @@ def softmax_cols(x, out, log, n_threads):
         use_threads(1)
     else:
         ngroups = min(ntasks, 8 * use_threads(n_threads))
+    nt = _nt_out(out)
     if np.may_share_memory(x, out):  # the contract: overlap means same view
-        _launch(K_COLS_IP[char], of, oo, os0, os1, outer, k, inner, log, ngroups)
+        _launch(K_COLS_IP[char], of, oo, os0, os1, outer, k, inner, log, ngroups, nt)
     else:
-        _launch(K_COLS[char], xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, ngroups)
+        _launch(K_COLS[char], xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, ngroups, nt)

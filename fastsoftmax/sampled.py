@@ -13,8 +13,8 @@ The work after the gathers is cut into chunks of rows, then of candidates
 helper threads, each chunk with single-threaded BLAS and kernels, so the
 result does not depend on the thread count.  On a busy machine this keeps
 going where OpenBLAS's own static split between threads, or an OpenMP team,
-waits for a descheduled thread.  (Where NumPy's BLAS is not an OpenBLAS whose
-thread count can be set, and for one huge chunk, BLAS keeps its own threads.)
+waits for a descheduled thread.  (Where threadpoolctl cannot set the BLAS's
+thread count, and for one huge chunk, BLAS keeps its own threads.)
 """
 import concurrent.futures
 import contextlib
@@ -76,94 +76,58 @@ class SampledSoftmaxGrad(NamedTuple):
 
 
 class _BlasThreads:
-    """Run NumPy's BLAS on one thread for a while (best effort, via ctypes).
+    """Run the process's BLAS on one thread for a while (threadpoolctl).
 
     OpenBLAS splits a product statically between its threads and then waits
     for all of them: on a machine whose other cores are busy (other
     processes, a framework's thread pool still spinning) one descheduled
     thread stalls a 2 ms product for a whole scheduler slice (10-20 ms were
     measured on 2 cores).  The products of a sampled softmax step are small,
-    so they run on the calling thread.  The OpenBLAS libraries mapped into the
-    process are found once in ``/proc/self/maps``; their thread count is
+    so they run on the calling thread.  The BLAS libraries loaded in the
+    process are found once by threadpoolctl; their thread count is
     process-wide, so it is lowered on entry of the first caller and restored
     on exit of the last one (NumPy calls in other threads meanwhile run on
-    one thread too).  Where no OpenBLAS is found (MKL, Accelerate, not Linux)
-    this does nothing, and the computation uses no helper threads either.
+    one thread too).  Where threadpoolctl finds no BLAS it can control, this
+    does nothing, and the computation uses no helper threads either.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._funcs = None      # [(get, set)] once looked up
+        self._blas = None       # threadpoolctl controller of the BLAS libraries, or False
         self._depth = 0
-        self._saved = []
-
-    @staticmethod
-    def _lookup():
-        import ctypes
-
-        try:
-            with open("/proc/self/maps") as fh:
-                paths = {line.split(None, 5)[5].strip() for line in fh
-                         if "openblas" in line.lower() and len(line.split(None, 5)) == 6}
-        except OSError:
-            return []
-        funcs = []
-        for path in sorted(paths):
-            if ".libs/" in path and "numpy.libs/" not in path:
-                continue        # another wheel's private copy: not NumPy's
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError:
-                continue
-            for prefix in ("scipy_", ""):
-                for suffix in ("64_", ""):
-                    get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
-                    set_ = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
-                    if get is not None and set_ is not None:
-                        get.restype = ctypes.c_int
-                        get.argtypes = []
-                        set_.restype = None
-                        set_.argtypes = [ctypes.c_int]
-                        funcs.append((get, set_))
-                        break
-                else:
-                    continue
-                break
-        return funcs
-
-    def controls(self):
-        """Whether NumPy's BLAS was found (its thread count can be lowered)."""
-        with self._lock:
-            self._find()
-            return bool(self._funcs)
+        self._limiter = None
 
     def _find(self):
-        if self._funcs is None:
+        if self._blas is None:
             try:
-                self._funcs = self._lookup()
-            except Exception:  # pragma: no cover - best effort only
-                self._funcs = []
+                from threadpoolctl import ThreadpoolController
+
+                blas = ThreadpoolController().select(user_api="blas")
+                self._blas = blas if blas.lib_controllers else False
+            except Exception:  # pragma: no cover - not installed, or best effort only
+                self._blas = False
+
+    def controls(self):
+        """Whether a BLAS was found (its thread count can be lowered)."""
+        with self._lock:
+            self._find()
+            return bool(self._blas)
 
     def __enter__(self):
         with self._lock:
             if self._depth == 0:
                 self._find()
-                self._saved = []
-                for get, set_ in self._funcs:
-                    n = get()
-                    if n > 1:
-                        set_(1)
-                        self._saved.append((set_, n))
+                if self._blas:
+                    self._limiter = self._blas.limit(limits=1)
             self._depth += 1
         return self
 
     def __exit__(self, *exc):
         with self._lock:
             self._depth -= 1
-            if self._depth == 0:
-                for set_, n in self._saved:
-                    set_(n)
-                self._saved = []
+            if self._depth == 0 and self._limiter is not None:
+                self._limiter.restore_original_limits()
+                self._limiter = None
 
 
 _single_thread_blas = _BlasThreads()

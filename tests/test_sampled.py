@@ -298,3 +298,42 @@ def test_errors():
     from fastsoftmax import AliasSampler
     with pytest.raises(ValueError, match="expected counts must be positive"):
         call(W, b, labels, x, 5, sampler=AliasSampler(zero_at_label))
+
+
+@pytest.mark.parametrize("num_true", [1, 2])
+def test_chunked_work_is_thread_count_independent(backend, num_true):
+    """A problem big enough to be cut into several chunks of rows and of
+    candidates (run on helper threads with single-threaded BLAS) gives the
+    same bits for 1, 2 and 3 threads, matches the float64 reference, and
+    leaves the BLAS thread count as it was."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    W, b, labels, x = problem(num_classes=3000, dim=128, batch=1100, num_true=num_true, seed=4)
+    cand = LogUniformSampler(3000).sample_candidates(1100, labels, seed=7)
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    prev = fastsoftmax.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3):
+            fastsoftmax.set_num_threads(n)
+            results.append(sampled_softmax_loss(W, b, labels, x, 1100, num_true=num_true,
+                                                sampled_values=cand, return_grad=True))
+    finally:
+        fastsoftmax.set_num_threads(prev)
+    assert blas_threads() == before
+    (loss, g), *others = results
+    for loss_n, g_n in others:
+        np.testing.assert_array_equal(loss_n, loss)
+        for a, c in zip(g, g_n):
+            np.testing.assert_array_equal(a, c)
+    ref_loss, gx, gW, gb = reference(W, b, labels, x, cand.sampled_ids, cand.true_expected_count,
+                                     cand.sampled_expected_count)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-10)
+    np.testing.assert_allclose(g.inputs, gx, rtol=1e-9, atol=1e-12)
+    dW, db = dense(g, W.shape)
+    np.testing.assert_allclose(dW, gW, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(db, gb, rtol=1e-9, atol=1e-12)

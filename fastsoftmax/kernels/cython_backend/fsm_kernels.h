@@ -77,7 +77,7 @@ static fsm_config_t fsm_cfg = {
     1 << 15,        /* par_min_elems */
     (ptrdiff_t)16 << 20, /* nt_min_bytes */
     4096,           /* scratch_min_bytes */
-    512,            /* col_block */
+    2048,           /* col_block (at most; see softmax_cols) */
     8,              /* col_group */
 };
 

@@ -1219,7 +1219,9 @@ def softmax_cols(x, out, log, n_threads):
         use_threads(1)
     else:
         ngroups = min(ntasks, 8 * use_threads(n_threads))
-    nt = _nt_out(out)
+    # streaming stores: log_softmax only (softmax through the scratch row
+    # measured no faster, up to 3% slower, on (32000, 4096) float32)
+    nt = log and _nt_out(out)
     if np.may_share_memory(x, out):  # the contract: overlap means same view
         _launch(K_COLS_IP[char], of, oo, os0, os1, outer, k, inner, log, ngroups, nt)
     else:

@@ -166,6 +166,18 @@ def _same_view(a, b):
 
 def _cross_entropy(logits, target, axis, weight, ignore_index, reduction, label_smoothing,
                    backend, want_grad, grad_out):
+    # The commonest call (C-ordered (n, C) float logits, int64 class indices,
+    # no weight) may be checked and run in compiled code by the backend
+    # (``cross_entropy_fast``, optional in the kernel contract): it returns
+    # None for anything else, bad class indices included, which then get
+    # the general path's checks and messages.
+    fast = _backends.kernels_for(backend, "cross_entropy_index_rows").__dict__.get(
+        "cross_entropy_fast")
+    if fast is not None:
+        res = fast(logits, target, axis, weight, ignore_index, reduction, label_smoothing,
+                   want_grad, grad_out, _backends._num_threads)
+        if res is not None:
+            return res
     reduction = _check_reduction(reduction)
     eps = _check_label_smoothing(label_smoothing)
     ignore_index = _check_ignore_index(ignore_index)

@@ -545,3 +545,84 @@ def test_softmax_fast_unaligned_declined():
     assert K.softmax_fast(x, -1, None, False, 1) is None
     np.testing.assert_allclose(fastsoftmax.softmax(x, axis=-1, backend="cython"),
                                rows_reference(x, False), rtol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("want_grad", [False, True])
+def test_cross_entropy_fast_matches_the_general_path(dtype, reduction, want_grad):
+    """cross_entropy_fast gives exactly what the general path gives (the
+    general path is forced with a Fortran-ordered copy of the logits)."""
+    rng = np.random.default_rng(11)
+    z = (rng.standard_normal((37, 9)) * 3).astype(dtype)
+    z[3, 2] = np.nan
+    z[4, 0] = -np.inf
+    y = rng.integers(0, 9, 37)
+    y[[5, 6]] = -100
+    for eps in (0.0, 0.3, 1):
+        got = K.cross_entropy_fast(z, y, -1, None, -100, reduction, eps, want_grad, None, 2)
+        assert got is not None
+        with fastsoftmax.use_backend("cython"):
+            f = fastsoftmax.cross_entropy_grad if want_grad else fastsoftmax.cross_entropy
+            want = f(np.asfortranarray(z), y, reduction=reduction, label_smoothing=eps)
+        loss, grad = got
+        want_loss, want_grad_ = want if want_grad else (want, None)
+        assert type(loss) is type(want_loss)
+        np.testing.assert_array_equal(loss, want_loss)
+        if reduction == "none":
+            assert loss.dtype == dtype and loss.shape == (37,)
+        if want_grad:
+            assert grad.dtype == dtype and grad.flags.c_contiguous
+            np.testing.assert_array_equal(grad, want_grad_)
+        else:
+            assert grad is None
+    # every target ignored: "mean" is NaN (torch's 0/0), gradients 0
+    loss, grad = K.cross_entropy_fast(z, np.full(37, 7), -1, None, 7, "mean", 0.0, True, None, 1)
+    assert np.isnan(loss) and not grad.any()
+    # in place, and into a disjoint grad_out
+    zz = z.copy()
+    loss2, grad2 = K.cross_entropy_fast(zz, y, 1, None, -100, reduction, 0.0, True, zz, 1)
+    assert grad2 is zz
+    out = np.empty_like(z)
+    loss3, grad3 = K.cross_entropy_fast(z, y, 1, None, -100, reduction, 0.0, True, out, 1)
+    assert grad3 is out
+    np.testing.assert_array_equal(grad2, grad3)
+    np.testing.assert_array_equal(loss2, loss3)
+
+
+def test_cross_entropy_fast_declines_everything_else():
+    rng = np.random.default_rng(12)
+    z = rng.standard_normal((6, 4))
+    y = rng.integers(0, 4, 6)
+    ok = dict(logits=z, target=y, axis=-1, weight=None, ignore_index=-100, reduction="mean",
+              label_smoothing=0.0, want_grad=True, grad_out=None, n_threads=1)
+    assert K.cross_entropy_fast(**ok) is not None
+    buf = np.zeros(40)
+    ro = np.empty_like(z)
+    ro.flags.writeable = False
+    declined = [
+        dict(logits=z.T.copy().T), dict(logits=z[:, ::2], target=y), dict(logits=z[None]),
+        dict(logits=z[0], target=np.int64(1)), dict(logits=z.astype(np.float16)),
+        dict(logits=z.astype(int)), dict(logits=z.tolist()), dict(logits=z.view(_Sub)),
+        dict(logits=np.empty((0, 4)), target=np.empty(0, np.int64)),
+        dict(logits=np.empty((6, 0))),
+        dict(axis=0), dict(axis=np.int64(-1)), dict(axis=None), dict(axis=True),
+        dict(weight=np.ones(4)), dict(ignore_index=np.int64(-100)), dict(ignore_index=2 ** 70),
+        dict(ignore_index=True), dict(reduction="avg"), dict(reduction=None),
+        dict(label_smoothing=-0.1), dict(label_smoothing=1.5), dict(label_smoothing=np.nan),
+        dict(label_smoothing=np.float64(0.1)), dict(label_smoothing=True),
+        dict(target=y.astype(np.int32)), dict(target=y.astype(np.uint64)), dict(target=y[::-1]),
+        dict(target=y.tolist()), dict(target=y[:5]), dict(target=y.astype(float)),
+        dict(target=np.array([0, 1, 2, 3, 4, 0])),           # class 4 out of range
+        dict(target=np.array([0, 1, -1, 3, 0, 0])),          # negative, not ignore_index
+        dict(grad_out=ro), dict(grad_out=np.empty((6, 4), np.float32)),
+        dict(grad_out=np.empty((4, 6))), dict(grad_out=np.empty((6, 4)).T.copy().T),
+        dict(grad_out=buf[:24].reshape(6, 4), logits=buf[8:32].reshape(6, 4)),  # overlap
+        dict(n_threads=0),
+    ]
+    for change in declined:
+        args = dict(ok, **change)
+        assert K.cross_entropy_fast(**args) is None, change
+    # a bad class index still raises the general path's IndexError naming it
+    with pytest.raises(IndexError, match=r"target\[4\] = 4"):
+        fastsoftmax.cross_entropy(z, np.array([0, 1, 2, 3, 4, 0]), backend="cython")

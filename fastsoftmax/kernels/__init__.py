@@ -82,4 +82,13 @@ an aligned, writeable, C-ordered ndarray of the same shape and dtype that
 is ``x`` or does not overlap it; then it computes the result (into ``out``,
 or a new array) and returns it.  It saves a small call the front end's
 Python checks (the Cython backend has it).
+
+``cross_entropy_fast(logits, target, axis, weight, ignore_index, reduction,
+label_smoothing, want_grad, grad_out, n_threads)``: likewise for the public
+cross-entropy, on unvalidated arguments: ``(loss, grad)`` exactly as the
+general path gives them for C-ordered ``(n, C)`` float32/float64 logits,
+an aligned C-ordered int64 target of shape ``(n,)`` with every entry in
+``[0, C)`` or ``ignore_index``, ``weight`` None, exact int/str/float option
+types and ``grad_out`` None, ``logits`` or a disjoint array; ``None`` for
+anything else (bad class indices included).
 """

@@ -6,6 +6,7 @@ reports how to get it.  The kernels implement the contract documented in
 :mod:`fastsoftmax.kernels`.
 """
 from ._kernels import (  # noqa: F401
+    cross_entropy_fast,
     cross_entropy_index_rows,
     cross_entropy_prob_rows,
     softmax_cols,

@@ -333,6 +333,144 @@ def cross_entropy_index_rows(cnp.ndarray logits not None, cnp.ndarray target not
     _ce_rc(rc)
 
 
+cdef inline bint _disjoint(cnp.ndarray a, cnp.ndarray b):
+    """Whether the memory of two C-contiguous arrays does not overlap."""
+    cdef char *pa = cnp.PyArray_BYTES(a)
+    cdef char *pb = cnp.PyArray_BYTES(b)
+    cdef Py_ssize_t na = cnp.PyArray_NBYTES(a), nb = cnp.PyArray_NBYTES(b)
+    return pa + na <= pb or pb + nb <= pa
+
+
+cdef inline bint _simple_array(object a, int typ, int nd):
+    """a is exactly an aligned, native, C-ordered ndarray of type typ and nd dims."""
+    if type(a) is not np.ndarray:
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    return (cnp.PyArray_NDIM(arr) == nd and cnp.PyArray_TYPE(arr) == typ
+            and cnp.PyArray_ISNOTSWAPPED(arr) and cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            and cnp.PyArray_ISALIGNED(arr))
+
+
+def cross_entropy_fast(object logits, object target, object axis, object weight,
+                       object ignore_index, object reduction, object label_smoothing,
+                       bint want_grad, object grad_out, int n_threads):
+    """The public cross-entropy's commonest case, checks included, in C:
+    returns ``(loss, grad)`` (``grad`` None unless ``want_grad``), or None
+    when the call needs the general path.
+
+    Taken when ``logits`` is exactly an aligned, C-ordered, native float32 or
+    float64 ndarray of shape ``(n, C)`` with ``n, C >= 1``, ``axis`` is -1 or
+    1 (an int), ``weight`` is None, ``ignore_index`` an int, ``reduction`` one
+    of the three names, ``label_smoothing`` a float or int in [0, 1],
+    ``target`` exactly an aligned C-ordered int64 ndarray of shape ``(n,)``
+    whose entries are all in ``[0, C)`` or ``ignore_index``, and
+    ``grad_out`` None, ``logits`` itself, or an aligned, writeable, C-ordered
+    ndarray like ``logits`` that overlaps neither input.  Anything else
+    (including a bad class index: the general path names its position)
+    returns None.  Results are those of the general path.
+    """
+    if type(logits) is not np.ndarray or weight is not None or n_threads < 1:
+        return None
+    cdef cnp.ndarray z = <cnp.ndarray>logits
+    cdef int typ = cnp.PyArray_TYPE(z)
+    if typ != cnp.NPY_FLOAT and typ != cnp.NPY_DOUBLE:
+        return None
+    if not _simple_array(z, typ, 2):
+        return None
+    cdef Py_ssize_t n = cnp.PyArray_DIMS(z)[0], C = cnp.PyArray_DIMS(z)[1]
+    if n == 0 or C == 0:
+        return None
+    if type(axis) is not int or (axis != -1 and axis != 1):
+        return None
+    if type(ignore_index) is not int or not (-(2 ** 63) <= ignore_index < 2 ** 63):
+        return None
+    cdef int red
+    if type(reduction) is not str:
+        return None
+    if reduction == "mean":
+        red = 0
+    elif reduction == "sum":
+        red = 1
+    elif reduction == "none":
+        red = 2
+    else:
+        return None
+    if type(label_smoothing) is not float and type(label_smoothing) is not int:
+        return None
+    cdef double eps = label_smoothing
+    if not (0.0 <= eps <= 1.0):
+        return None
+    if not _simple_array(target, cnp.NPY_INT64, 1):
+        return None
+    cdef cnp.ndarray t = <cnp.ndarray>target
+    if cnp.PyArray_DIMS(t)[0] != n:
+        return None
+    cdef cnp.ndarray g = None
+    if want_grad:
+        if grad_out is None:
+            g = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(z), typ, 0)
+        elif grad_out is logits:
+            g = z
+        else:
+            if not _simple_array(grad_out, typ, 2):
+                return None
+            g = <cnp.ndarray>grad_out
+            if (cnp.PyArray_DIMS(g)[0] != n or cnp.PyArray_DIMS(g)[1] != C
+                    or not cnp.PyArray_ISWRITEABLE(g) or not _disjoint(g, z)
+                    or not _disjoint(g, t)):
+                return None
+        if not _disjoint(g, t):     # in place over logits that overlap the target
+            return None
+    # class indices in range, and the "mean" denominator (counted targets)
+    cdef int64_t ign = ignore_index
+    cdef const int64_t *tp = <const int64_t *>cnp.PyArray_DATA(t)
+    cdef Py_ssize_t i, counted = 0
+    cdef int64_t v
+    for i in range(n):
+        v = tp[i]
+        if v == ign:
+            continue
+        if v < 0 or v >= C:
+            return None
+        counted += 1
+    cdef double grad_scale = 1.0
+    if red == 0:
+        grad_scale = 1.0 / counted if counted else float("nan")
+    cdef cnp.npy_intp dims[1]
+    dims[0] = n
+    cdef cnp.ndarray loss = cnp.PyArray_EMPTY(1, dims, cnp.NPY_DOUBLE, 0)
+    cdef double *lp = <double *>cnp.PyArray_DATA(loss)
+    cdef const char *zp = cnp.PyArray_BYTES(z)
+    cdef char *gp = NULL if g is None else cnp.PyArray_BYTES(g)
+    cdef Py_ssize_t st = C * cnp.PyArray_ITEMSIZE(z)
+    cdef int rc
+    if n * C < NOGIL_MIN:
+        if typ == cnp.NPY_FLOAT:
+            rc = fsm_ce_index_rows_f32(zp, st, n, C, tp, NULL, ign, eps, grad_scale, lp, gp, st,
+                                       n_threads)
+        else:
+            rc = fsm_ce_index_rows_f64(zp, st, n, C, tp, NULL, ign, eps, grad_scale, lp, gp, st,
+                                       n_threads)
+    else:
+        with nogil:
+            if typ == cnp.NPY_FLOAT:
+                rc = fsm_ce_index_rows_f32(zp, st, n, C, tp, NULL, ign, eps, grad_scale, lp, gp,
+                                           st, n_threads)
+            else:
+                rc = fsm_ce_index_rows_f64(zp, st, n, C, tp, NULL, ign, eps, grad_scale, lp, gp,
+                                           st, n_threads)
+    _ce_rc(rc)
+    if red == 2:
+        res = loss if typ == cnp.NPY_DOUBLE else loss.astype(np.float32)
+    else:
+        total = float(loss.sum())
+        if red == 1:
+            res = total
+        else:
+            res = total / counted if counted else float("nan")
+    return res, g
+
+
 def cross_entropy_prob_rows(cnp.ndarray logits not None, cnp.ndarray target not None,
                             weight, double label_smoothing, double grad_scale,
                             cnp.ndarray loss not None, grad, int n_threads):

@@ -404,3 +404,16 @@ def test_cross_entropy_paths_agree(dtype, eps, weighted, shape):
         np.testing.assert_array_equal(loss_s, loss)
         np.testing.assert_array_equal(gwide[:, 1:-3], grad)
         assert np.all(gwide[:, 0] == 9) and np.all(gwide[:, -3:] == 9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_for_nonpositive_arguments_matches_the_general_exp(dtype):
+    """fexp_np (no upper clamp, one scaling) gives fexp's bits for x <= 0,
+    -inf and NaN, through the subnormal range down to 0."""
+    lo = -120.0 if dtype == np.float32 else -760.0
+    x = np.concatenate([np.linspace(lo, 0.0, 400_001), -np.geomspace(1e-30, 1.0, 2001),
+                        [-np.inf, np.nan, -0.0]]).astype(dtype)
+    got, want = np.empty_like(x), np.empty_like(x)
+    _exp.vexp_np(x, got)
+    _exp.vexp(x, want)
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))

@@ -101,6 +101,26 @@ cdef inline int _check_threads(int n_threads) except -1:
     return 0
 
 
+cdef int _rows_call(int typ, const char *xp, Py_ssize_t xs, char *op, Py_ssize_t os,
+                    Py_ssize_t n, Py_ssize_t k, bint log, int n_threads) except -1:
+    """The C row kernel for typ, without the GIL for calls big enough to pay."""
+    cdef int rc
+    if n * k < NOGIL_MIN:
+        if typ == cnp.NPY_FLOAT:
+            rc = fsm_softmax_rows_f32(xp, xs, op, os, n, k, log, n_threads)
+        else:
+            rc = fsm_softmax_rows_f64(xp, xs, op, os, n, k, log, n_threads)
+    else:
+        with nogil:
+            if typ == cnp.NPY_FLOAT:
+                rc = fsm_softmax_rows_f32(xp, xs, op, os, n, k, log, n_threads)
+            else:
+                rc = fsm_softmax_rows_f64(xp, xs, op, os, n, k, log, n_threads)
+    if rc != 0:
+        raise MemoryError("softmax: out of memory for the per-chunk partial sums")
+    return 0
+
+
 def softmax_rows(cnp.ndarray x not None, cnp.ndarray out not None, bint log, int n_threads):
     """Softmax (``log=False``) or log-softmax of each row of 2-D ``x`` into ``out``.
 
@@ -122,20 +142,7 @@ def softmax_rows(cnp.ndarray x not None, cnp.ndarray out not None, bint log, int
     cdef const char *xp = cnp.PyArray_BYTES(x)
     cdef char *op = cnp.PyArray_BYTES(out)
     cdef Py_ssize_t xs = cnp.PyArray_STRIDES(x)[0], os = cnp.PyArray_STRIDES(out)[0]
-    cdef int rc
-    if n * k < NOGIL_MIN:
-        if typ == cnp.NPY_FLOAT:
-            rc = fsm_softmax_rows_f32(xp, xs, op, os, n, k, log, n_threads)
-        else:
-            rc = fsm_softmax_rows_f64(xp, xs, op, os, n, k, log, n_threads)
-    else:
-        with nogil:
-            if typ == cnp.NPY_FLOAT:
-                rc = fsm_softmax_rows_f32(xp, xs, op, os, n, k, log, n_threads)
-            else:
-                rc = fsm_softmax_rows_f64(xp, xs, op, os, n, k, log, n_threads)
-    if rc != 0:
-        raise MemoryError("softmax_rows: out of memory for the per-chunk partial sums")
+    _rows_call(typ, xp, xs, op, os, n, k, log, n_threads)
 
 
 def softmax_fast(object x, object axis, object out, bint log, int n_threads):
@@ -194,21 +201,8 @@ def softmax_fast(object x, object axis, object out, bint log, int n_threads):
         if rp != ap and rp < ap + nbytes and ap < rp + nbytes:
             return None   # partial overlap: the general path copies
     rp = cnp.PyArray_BYTES(res)
-    cdef Py_ssize_t kk = k, n = size // kk, st = kk * cnp.PyArray_ITEMSIZE(a)
-    cdef int rc
-    if size < NOGIL_MIN:
-        if typ == cnp.NPY_FLOAT:
-            rc = fsm_softmax_rows_f32(ap, st, rp, st, n, kk, log, n_threads)
-        else:
-            rc = fsm_softmax_rows_f64(ap, st, rp, st, n, kk, log, n_threads)
-    else:
-        with nogil:
-            if typ == cnp.NPY_FLOAT:
-                rc = fsm_softmax_rows_f32(ap, st, rp, st, n, kk, log, n_threads)
-            else:
-                rc = fsm_softmax_rows_f64(ap, st, rp, st, n, kk, log, n_threads)
-    if rc != 0:
-        raise MemoryError("softmax: out of memory for the per-chunk partial sums")
+    cdef Py_ssize_t st = k * cnp.PyArray_ITEMSIZE(a)
+    _rows_call(typ, ap, st, rp, st, size // k, k, log, n_threads)
     return res
 
 
@@ -283,6 +277,32 @@ def _ce_rc(int rc):
         raise RuntimeError(f"cross-entropy kernel failed ({rc})")
 
 
+cdef int _ce_index_call(int typ, const char *zp, Py_ssize_t zs, Py_ssize_t n, Py_ssize_t C,
+                        const int64_t *tp, const double *wp, int64_t ign, double eps,
+                        double grad_scale, double *lp, char *gp, Py_ssize_t gs,
+                        int n_threads) except -1:
+    """The C class-index cross-entropy kernel for typ, without the GIL for
+    calls big enough to pay."""
+    cdef int rc
+    if n * C < NOGIL_MIN:
+        if typ == cnp.NPY_FLOAT:
+            rc = fsm_ce_index_rows_f32(zp, zs, n, C, tp, wp, ign, eps, grad_scale, lp, gp, gs,
+                                       n_threads)
+        else:
+            rc = fsm_ce_index_rows_f64(zp, zs, n, C, tp, wp, ign, eps, grad_scale, lp, gp, gs,
+                                       n_threads)
+    else:
+        with nogil:
+            if typ == cnp.NPY_FLOAT:
+                rc = fsm_ce_index_rows_f32(zp, zs, n, C, tp, wp, ign, eps, grad_scale, lp, gp,
+                                           gs, n_threads)
+            else:
+                rc = fsm_ce_index_rows_f64(zp, zs, n, C, tp, wp, ign, eps, grad_scale, lp, gp,
+                                           gs, n_threads)
+    _ce_rc(rc)
+    return 0
+
+
 def cross_entropy_index_rows(cnp.ndarray logits not None, cnp.ndarray target not None,
                              weight, ignore_index, double label_smoothing, double grad_scale,
                              cnp.ndarray loss not None, grad, int n_threads):
@@ -322,15 +342,8 @@ def cross_entropy_index_rows(cnp.ndarray logits not None, cnp.ndarray target not
     if grad is not None:
         gp = cnp.PyArray_BYTES(<cnp.ndarray>grad)
         gs = cnp.PyArray_STRIDES(<cnp.ndarray>grad)[0]
-    cdef int rc
-    with nogil:
-        if typ == cnp.NPY_FLOAT:
-            rc = fsm_ce_index_rows_f32(zp, zs, n, C, tp, wp, ign, label_smoothing,
-                                       grad_scale, lp, gp, gs, n_threads)
-        else:
-            rc = fsm_ce_index_rows_f64(zp, zs, n, C, tp, wp, ign, label_smoothing,
-                                       grad_scale, lp, gp, gs, n_threads)
-    _ce_rc(rc)
+    _ce_index_call(typ, zp, zs, n, C, tp, wp, ign, label_smoothing, grad_scale, lp, gp, gs,
+                   n_threads)
 
 
 cdef inline bint _disjoint(cnp.ndarray a, cnp.ndarray b):
@@ -443,23 +456,7 @@ def cross_entropy_fast(object logits, object target, object axis, object weight,
     cdef const char *zp = cnp.PyArray_BYTES(z)
     cdef char *gp = NULL if g is None else cnp.PyArray_BYTES(g)
     cdef Py_ssize_t st = C * cnp.PyArray_ITEMSIZE(z)
-    cdef int rc
-    if n * C < NOGIL_MIN:
-        if typ == cnp.NPY_FLOAT:
-            rc = fsm_ce_index_rows_f32(zp, st, n, C, tp, NULL, ign, eps, grad_scale, lp, gp, st,
-                                       n_threads)
-        else:
-            rc = fsm_ce_index_rows_f64(zp, st, n, C, tp, NULL, ign, eps, grad_scale, lp, gp, st,
-                                       n_threads)
-    else:
-        with nogil:
-            if typ == cnp.NPY_FLOAT:
-                rc = fsm_ce_index_rows_f32(zp, st, n, C, tp, NULL, ign, eps, grad_scale, lp, gp,
-                                           st, n_threads)
-            else:
-                rc = fsm_ce_index_rows_f64(zp, st, n, C, tp, NULL, ign, eps, grad_scale, lp, gp,
-                                           st, n_threads)
-    _ce_rc(rc)
+    _ce_index_call(typ, zp, st, n, C, tp, NULL, ign, eps, grad_scale, lp, gp, st, n_threads)
     if red == 2:
         res = loss if typ == cnp.NPY_DOUBLE else loss.astype(np.float32)
     else:

@@ -128,10 +128,11 @@ _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13 = _C64[2:]
 
 
 @njit(cache=True, fastmath={"contract"})
-def _reduce64(t):
-    """Range reduction and polynomial: ``exp(t) = p * 2**n``, ``kd = n + SHIFT``."""
-    kd = t * _LOG2E + _SHIFT64
-    nf = kd - _SHIFT64
+def _reduce64(t, shift):
+    """Range reduction and polynomial: ``exp(t) = p * 2**n``, ``kd = n + shift``
+    (``shift``: 1.5 * 2**52, plus a bias the caller wants in kd's low bits)."""
+    kd = t * _LOG2E + shift
+    nf = kd - shift
     r = t - nf * _LN2_HI
     r = r - nf * _LN2_LO
     q = _C13
@@ -156,7 +157,7 @@ def exp64(x):
     # NaN compares false, so it passes both clamps unchanged
     t = _LO64 if x < _LO64 else x
     t = _HI64 if t > _HI64 else t
-    p, nf, kd = _reduce64(t)
+    p, nf, kd = _reduce64(t, _SHIFT64)
     # 2**n = 2**n1 * 2**n2, n1 = floor(n / 2): each factor is a normal number
     n1 = np.floor(nf * 0.5)
     n2 = nf - n1
@@ -168,7 +169,7 @@ def exp64(x):
 @njit(cache=True, fastmath={"contract"})
 def exp64_fast(x):
     """``exp(x)`` for ``FAST_MIN64 <= x <= 709`` or NaN only (no clamps, one scaling)."""
-    p, nf, kd = _reduce64(x)
+    p, nf, kd = _reduce64(x, _SHIFT64)
     return p * _pow2_from_shifted(kd)
 
 
@@ -185,9 +186,10 @@ _D2, _D3, _D4, _D5, _D6, _D7 = [np.float32(1.0 / math.factorial(i)) for i in ran
 
 
 @njit(cache=True, fastmath={"contract"})
-def _reduce32(t):
-    kd = t * _LOG2E_F + _SHIFT32
-    nf = kd - _SHIFT32
+def _reduce32(t, shift):
+    """As :func:`_reduce64`, in float32 (``shift``: 1.5 * 2**23 plus a bias)."""
+    kd = t * _LOG2E_F + shift
+    nf = kd - shift
     r = t - nf * _LN2_HI_F
     r = r - nf * _LN2_LO_F
     q = _D7
@@ -205,7 +207,7 @@ def exp32(x):
     """``exp(x)`` in float32, about 1 ulp, vectorisable, for every input."""
     t = _LO32 if x < _LO32 else x
     t = _HI32 if t > _HI32 else t
-    p, nf, kd = _reduce32(t)
+    p, nf, kd = _reduce32(t, _SHIFT32)
     n1 = np.floor(nf * _HALF_F)
     n2 = nf - n1
     s1 = _pow2_from_shifted(n1 + _SHIFT32)
@@ -216,7 +218,7 @@ def exp32(x):
 @njit(cache=True, fastmath={"contract"})
 def exp32_fast(x):
     """``exp(x)`` for ``FAST_MIN32 <= x <= 88`` or NaN only (no clamps, one scaling)."""
-    p, nf, kd = _reduce32(x)
+    p, nf, kd = _reduce32(x, _SHIFT32)
     return p * _pow2_from_shifted(kd)
 
 
@@ -302,23 +304,7 @@ _NP_SCALE32 = np.float32(2.0 ** -64)
 def exp64_np(x):
     """``exp(x)`` in float64 for ``x <= 0`` or NaN (also exact up to ``x = 600``)."""
     t = _NP_LO64 if x < _NP_LO64 else x      # NaN passes unchanged
-    kd = t * _LOG2E + _SHIFT64_NP
-    nf = kd - _SHIFT64_NP
-    r = t - nf * _LN2_HI
-    r = r - nf * _LN2_LO
-    q = _C13
-    q = q * r + _C12
-    q = q * r + _C11
-    q = q * r + _C10
-    q = q * r + _C9
-    q = q * r + _C8
-    q = q * r + _C7
-    q = q * r + _C6
-    q = q * r + _C5
-    q = q * r + _C4
-    q = q * r + _C3
-    q = q * r + _C2
-    p = 1.0 + (r + (r * r) * q)
+    p, nf, kd = _reduce64(t, _SHIFT64_NP)
     return (p * _pow2_from_shifted(kd)) * _NP_SCALE64
 
 
@@ -326,17 +312,7 @@ def exp64_np(x):
 def exp32_np(x):
     """``exp(x)`` in float32 for ``x <= 0`` or NaN (also exact up to ``x = 40``)."""
     t = _NP_LO32 if x < _NP_LO32 else x
-    kd = t * _LOG2E_F + _SHIFT32_NP
-    nf = kd - _SHIFT32_NP
-    r = t - nf * _LN2_HI_F
-    r = r - nf * _LN2_LO_F
-    q = _D7
-    q = q * r + _D6
-    q = q * r + _D5
-    q = q * r + _D4
-    q = q * r + _D3
-    q = q * r + _D2
-    p = _ONE_F + (r + (r * r) * q)
+    p, nf, kd = _reduce32(t, _SHIFT32_NP)
     return (p * _pow2_from_shifted(kd)) * _NP_SCALE32
 
 

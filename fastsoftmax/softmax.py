@@ -15,42 +15,45 @@ def _same_view(a, b):
     return ai["data"][0] == bi["data"][0] and a.strides == b.strides and a.shape == b.shape
 
 
-def _softmax(x, axis, out, dtype, backend, log):
-    # Fastest path: a backend may do all of the fast path's checks and the
-    # call in compiled code (``softmax_fast``, optional in the kernel
-    # contract); it returns None when the call is not that simple case.
-    if dtype is None:
-        # (a module's __dict__: a missing attribute costs getattr half a us)
-        fast = _backends.kernels_for(backend, "softmax_rows").__dict__.get("softmax_fast")
-        if fast is not None:
-            res = fast(x, axis, out, log, _backends._num_threads)
-            if res is not None:
-                return res
-    # Fast path: a C-ordered native float32/float64 ndarray over its last axis
-    # (or over everything), no dtype=, out= absent or a C-ordered array of the
-    # same shape and dtype that is x itself or does not overlap it.
-    if dtype is None and type(x) is np.ndarray and x.flags.c_contiguous:
-        ndim = x.ndim
-        if (ndim and x.dtype in _KERNEL_DTYPES and x.size
-                and (axis is None or (type(axis) is int and (axis == -1 or axis == ndim - 1)))):
-            if out is None:
-                res = np.empty_like(x)
-            elif (type(out) is np.ndarray and out.shape == x.shape and out.dtype == x.dtype
-                  and out.flags.c_contiguous and out.flags.writeable
-                  and (out is x or not np.may_share_memory(out, x))):
-                res = out
-            else:
-                res = None  # the general path checks and handles it
-            if res is not None:
-                kernels = _backends.kernels_for(backend, "softmax_rows")
-                if ndim == 2 and axis is not None:
-                    kernels.softmax_rows(x, res, log, _backends._num_threads)
-                else:
-                    k = x.size if axis is None else x.shape[-1]
-                    kernels.softmax_rows(x.reshape(-1, k), res.reshape(-1, k), log,
-                                         _backends._num_threads)
-                return res
+def _fast_path(kernels, x, axis, out, log):
+    """The simple case, or None: a C-ordered native float32/float64 ndarray
+    over its last axis (or over everything), out= absent or a C-ordered
+    array of the same shape and dtype that is x itself or does not overlap
+    it.  A backend may do the checks and the call in compiled code
+    (``softmax_fast``, optional in the kernel contract); otherwise they are
+    done here."""
+    # (a module's __dict__: a missing attribute costs getattr half a us)
+    fast = kernels.__dict__.get("softmax_fast")
+    if fast is not None:
+        return fast(x, axis, out, log, _backends._num_threads)
+    if type(x) is not np.ndarray or not x.flags.c_contiguous:
+        return None
+    ndim = x.ndim
+    if not (ndim and x.dtype in _KERNEL_DTYPES and x.size
+            and (axis is None or (type(axis) is int and (axis == -1 or axis == ndim - 1)))):
+        return None
+    if out is None:
+        res = np.empty_like(x)
+    elif (type(out) is np.ndarray and out.shape == x.shape and out.dtype == x.dtype
+          and out.flags.c_contiguous and out.flags.writeable
+          and (out is x or not np.may_share_memory(out, x))):
+        res = out
+    else:
+        return None  # the general path checks and handles it
+    if ndim == 2 and axis is not None:
+        kernels.softmax_rows(x, res, log, _backends._num_threads)
+    else:
+        k = x.size if axis is None else x.shape[-1]
+        kernels.softmax_rows(x.reshape(-1, k), res.reshape(-1, k), log, _backends._num_threads)
+    return res
 
+
+def _softmax(x, axis, out, dtype, backend, log):
+    if dtype is None:
+        kernels = _backends.kernels_for(backend, "softmax_rows")
+        res = _fast_path(kernels, x, axis, out, log)
+        if res is not None:
+            return res
     arr = as_real_array(x, "x")
     compute, result_dtype = float_dtypes(arr.dtype, dtype)
     axes = normalize_axes(axis, arr.ndim)

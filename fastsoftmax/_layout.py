@@ -19,13 +19,12 @@ __all__ = ["merged_view", "split_for_reduction", "RowsOrCols"]
 def _mergeable(shape, strides):
     """True when the dims can be merged into one dim without a copy."""
     last_stride = None
-    last_size = None
     for size, stride in zip(shape, strides):
         if size == 1:
             continue
         if last_stride is not None and last_stride != stride * size:
             return False
-        last_stride, last_size = stride, size
+        last_stride = stride
     return True
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import _backends
 from ._validate import as_real_array, float_dtypes
-from .sampling import Candidates, LogUniformSampler
+from .sampling import LogUniformSampler
 
 __all__ = ["sampled_softmax_loss", "SampledSoftmaxGrad"]
 

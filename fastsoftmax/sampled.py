@@ -299,7 +299,7 @@ def _accidental_hits(labels, sampled):
 def _match_sampled(true_ids, sampled):
     """Column in ``sampled`` of each of ``true_ids`` (-1 where absent), or None
     when ``sampled`` repeats an id."""
-    order = np.argsort(sampled, kind="stable")
+    order = np.argsort(sampled)  # (distinct ids: any sort gives this order)
     sorted_ids = sampled[order]
     if sorted_ids.size > 1 and (sorted_ids[1:] == sorted_ids[:-1]).any():
         return None
@@ -529,7 +529,10 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
     # ones: the last term of each dot product, so the same rounding as adding
     # them after it, without another pass over the logits
     w_aug = np.empty((num_sampled, dim + 1), dtype=compute)
-    w_aug[:, :dim] = w[sampled]
+    if w.dtype == compute:  # (the ids are checked: no bounds check needed)
+        np.take(w, sampled, axis=0, out=w_aug[:, :dim], mode="clip")
+    else:
+        w_aug[:, :dim] = w[sampled]
     bias_sampled = b[sampled].astype(np.float64)
     if subtract_log_q:
         bias_sampled -= np.log(sampled_expected)
@@ -682,8 +685,8 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
             compute)
     else:
         ids = np.concatenate([sampled, extra[0]])
-        perm = np.argsort(ids)
-        ids, grad_w, grad_b = ids[perm], cand[:, :dim][perm], cand[perm, dim]
+        perm = np.argsort(ids)  # (distinct ids)
+        ids, grad_w, grad_b = ids[perm], np.take(cand[:, :dim], perm, axis=0), cand[perm, dim]
     return loss, SampledSoftmaxGrad(grad_x.astype(result, copy=False), ids,
                                     grad_w.astype(result, copy=False),
                                     grad_b.astype(result, copy=False))

@@ -341,6 +341,27 @@ class _Sampler:
             draws, num_tries = self._search(kernels, _key_from_seed(seed), 0, num_sampled)
         return draws, num_tries
 
+    def _first_occurrences(self, stream):
+        """Positions of the first occurrence of each distinct id of ``stream``,
+        in increasing order."""
+        size = stream.size
+        if self._n * size >= 2**62:  # (never in practice) the keys would overflow
+            _, first = np.unique(stream, return_index=True)
+            first.sort()
+            return first
+        # one sort of distinct keys (id, position): an unstable sort gives the
+        # same order as a stable one and is several times faster than the
+        # stable argsort of np.unique(return_index=True)
+        keys = stream * size
+        keys += np.arange(size)
+        keys.sort()
+        new = np.empty(size, dtype=bool)
+        new[0] = True
+        np.not_equal(keys[1:] // size, keys[:-1] // size, out=new[1:])
+        first = keys[new] % size
+        first.sort()
+        return first
+
     def _search(self, kernels, key, start, num_sampled):
         chunks = []
         drawn = 0
@@ -352,9 +373,8 @@ class _Sampler:
             chunks.append(chunk)
             drawn += batch
             stream = np.concatenate(chunks) if len(chunks) > 1 else chunk
-            _, first = np.unique(stream, return_index=True)
+            first = self._first_occurrences(stream)
             if first.size >= num_sampled:
-                first.sort()
                 first = first[:num_sampled]
                 return stream[first], int(first[-1]) + 1
             if drawn > limit:

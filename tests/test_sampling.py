@@ -221,6 +221,20 @@ def test_candidates_unique(backend):
         assert np.array_equal(x, y)
 
 
+@pytest.mark.parametrize("n, size", [(1, 5), (7, 1), (10, 1000), (100_000, 4096)])
+def test_first_occurrences(n, size, monkeypatch):
+    # sorting (id, position) keys must give np.unique(return_index=True)'s answer,
+    # and so must its fallback for keys that would overflow
+    s = UniformSampler(n)
+    rng = np.random.default_rng(size)
+    stream = rng.integers(0, n, size)
+    _, want = np.unique(stream, return_index=True)
+    want.sort()
+    assert np.array_equal(s._first_occurrences(stream), want)
+    monkeypatch.setattr(s, "_n", 2**62)
+    assert np.array_equal(s._first_occurrences(stream), want)
+
+
 def test_candidates_not_unique(backend):
     s = UnigramSampler([5, 1, 0, 3], seed=0)
     c = s.sample_candidates(100, [[0], [3]], unique=False, seed=4)

@@ -494,60 +494,6 @@ class _Sub(np.ndarray):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("log", [False, True])
-def test_softmax_fast_takes_only_the_simple_case(dtype, log):
-    """softmax_fast computes exactly the simple case (C-ordered native float
-    input over the last axis, out None / x / a disjoint C-ordered array) and
-    declines everything else with None, writing nothing."""
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((5, 7)).astype(dtype)
-    want = rows_reference(x, log)
-    for axis in (None, -1, 1):
-        got = K.softmax_fast(x, axis, None, log, 2)
-        wanted = rows_reference(x.reshape(1, -1), log).reshape(x.shape) if axis is None else want
-        assert got.dtype == dtype and got.shape == x.shape
-        assert_matches(got, wanted, dtype, log)
-    out = np.empty_like(x)
-    assert K.softmax_fast(x, -1, out, log, 1) is out
-    assert_matches(out, want, dtype, log)
-    y = x.copy()
-    assert K.softmax_fast(y, 1, y, log, 1) is y          # in place
-    assert_matches(y, want, dtype, log)
-
-    buf = np.zeros(80, dtype)
-    buf[:35] = x.ravel()
-    sentinel = np.full((5, 7), 7.0, dtype)
-    declined = [
-        (x.T, -1, None), (x[:, ::2], -1, None), (x, 0, None), (x, -2, None),
-        (x, np.int64(1), None), (x, (1,), None), (x.astype(">" + x.dtype.str[1:]), -1, None),
-        (x.astype(np.float16), -1, None), (x.tolist(), -1, None), (x.view(_Sub), -1, None), (x, True, None),
-        (np.empty((0, 7), dtype), -1, None), (np.array(1.0, dtype), None, None),
-        (x, -1, sentinel.T), (x, -1, sentinel.astype(np.float64 if dtype == np.float32 else np.float32)),
-        (x, -1, np.empty((7, 5), dtype)), (x, -1, sentinel[:4]),
-        (buf[:35].reshape(5, 7), -1, buf[5:40].reshape(5, 7)),      # partial overlap
-        (x, -1, [[0.0] * 7] * 5), (x, 1.0, None),
-    ]
-    ro = sentinel.copy()
-    ro.flags.writeable = False
-    declined.append((x, -1, ro))
-    for xa, axis, o in declined:
-        before = None if not isinstance(o, np.ndarray) else o.copy()
-        assert K.softmax_fast(xa, axis, o, log, 2) is None, (axis, type(xa))
-        if before is not None:
-            np.testing.assert_array_equal(o, before)
-    assert K.softmax_fast(x, -1, None, log, 0) is None
-
-
-def test_softmax_fast_unaligned_declined():
-    raw = np.zeros(8 * 35 + 1, np.uint8)
-    x = raw[1:].view(np.float64).reshape(5, 7)
-    assert not x.flags.aligned
-    assert K.softmax_fast(x, -1, None, False, 1) is None
-    np.testing.assert_allclose(fastsoftmax.softmax(x, axis=-1, backend="cython"),
-                               rows_reference(x, False), rtol=1e-13)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("want_grad", [False, True])
 def test_cross_entropy_fast_matches_the_general_path(dtype, reduction, want_grad):

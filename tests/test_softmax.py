@@ -550,3 +550,69 @@ def test_property_matches_reference(backend_name, data, log):
     if not log:
         sums = np.sum(got.astype(np.float64), axis=axis)
         assert_allclose(sums, 1.0, rtol=0, atol=64 * np.finfo(x.dtype).eps)
+
+
+# ---------------------------------------------------- compiled fast paths
+
+@pytest.fixture(params=[b for b in AVAILABLE_BACKENDS
+                        if "softmax_fast" in vars(fastsoftmax._backends._load(b))])
+def fast_backend(request):
+    return request.param
+
+
+class _Sub(np.ndarray):
+    pass
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_fast_takes_only_the_simple_case(fast_backend, dtype, log):
+    """softmax_fast (the optional fast path of a backend's kernel contract)
+    computes exactly the simple case (C-ordered native float input over the
+    last axis, out None / x / a disjoint C-ordered array) and declines
+    everything else with None, writing nothing."""
+    K = fastsoftmax._backends._load(fast_backend)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 7)).astype(dtype)
+    for axis in (None, -1, 1):
+        got = K.softmax_fast(x, axis, None, log, 2)
+        assert got.dtype == dtype and got.shape == x.shape
+        check_close(got, x, axis, log, dtype)
+    out = np.empty_like(x)
+    assert K.softmax_fast(x, -1, out, log, 1) is out
+    check_close(out, x, -1, log, dtype)
+    y = x.copy()
+    assert K.softmax_fast(y, 1, y, log, 1) is y          # in place
+    check_close(y, x, -1, log, dtype)
+
+    buf = np.zeros(80, dtype)
+    buf[:35] = x.ravel()
+    sentinel = np.full((5, 7), 7.0, dtype)
+    declined = [
+        (x.T, -1, None), (x[:, ::2], -1, None), (x, 0, None), (x, -2, None),
+        (x, np.int64(1), None), (x, (1,), None), (x.astype(">" + x.dtype.str[1:]), -1, None),
+        (x.astype(np.float16), -1, None), (x.tolist(), -1, None), (x.view(_Sub), -1, None), (x, True, None),
+        (np.empty((0, 7), dtype), -1, None), (np.array(1.0, dtype), None, None),
+        (x, -1, sentinel.T), (x, -1, sentinel.astype(np.float64 if dtype == np.float32 else np.float32)),
+        (x, -1, np.empty((7, 5), dtype)), (x, -1, sentinel[:4]),
+        (buf[:35].reshape(5, 7), -1, buf[5:40].reshape(5, 7)),      # partial overlap
+        (x, -1, [[0.0] * 7] * 5), (x, 1.0, None),
+    ]
+    ro = sentinel.copy()
+    ro.flags.writeable = False
+    declined.append((x, -1, ro))
+    for xa, axis, o in declined:
+        before = None if not isinstance(o, np.ndarray) else o.copy()
+        assert K.softmax_fast(xa, axis, o, log, 2) is None, (axis, type(xa))
+        if before is not None:
+            np.testing.assert_array_equal(o, before)
+    assert K.softmax_fast(x, -1, None, log, 0) is None
+
+
+def test_softmax_fast_unaligned_declined(fast_backend):
+    K = fastsoftmax._backends._load(fast_backend)
+    raw = np.zeros(8 * 35 + 1, np.uint8)
+    x = raw[1:].view(np.float64).reshape(5, 7)
+    assert not x.flags.aligned
+    assert K.softmax_fast(x, -1, None, False, 1) is None
+    check_close(softmax(x, axis=-1, backend=fast_backend), x, -1, False, np.float64)

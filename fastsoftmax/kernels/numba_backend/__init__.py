@@ -11,11 +11,12 @@ see :mod:`._runtime`) so that several Python threads may call them at once.
 """
 from .softmax import softmax_cols, softmax_rows
 from .cross_entropy import cross_entropy_index_rows, cross_entropy_prob_rows
+from ._fast import softmax_fast
 
 NAME = "numba"
 
 __all__ = ["NAME", "softmax_rows", "softmax_cols", "cross_entropy_index_rows",
-           "cross_entropy_prob_rows", "warmup"]
+           "cross_entropy_prob_rows", "softmax_fast", "warmup"]
 
 
 def warmup():

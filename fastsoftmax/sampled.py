@@ -528,11 +528,8 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
     # in the logits product as one more column of weights against a column of
     # ones: the last term of each dot product, so the same rounding as adding
     # them after it, without another pass over the logits
+    # (the rows are gathered by the first phase of the chunked work below)
     w_aug = np.empty((num_sampled, dim + 1), dtype=compute)
-    if w.dtype == compute:  # (the ids are checked: no bounds check needed)
-        np.take(w, sampled, axis=0, out=w_aug[:, :dim], mode="clip")
-    else:
-        w_aug[:, :dim] = w[sampled]
     bias_sampled = b[sampled].astype(np.float64)
     if subtract_log_q:
         bias_sampled -= np.log(sampled_expected)
@@ -604,6 +601,15 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
         # candidates' bias gradient (the sum over the batch) as a last column
         x_aug = np.empty((batch, dim + 1), dtype=compute)
 
+    def gather(c):
+        # rows of weights at random places of a large matrix: bound by memory
+        # latency, so two threads gather about twice as fast
+        c0, c1 = num_sampled * c // n_gather, num_sampled * (c + 1) // n_gather
+        if w.dtype == compute:  # (the ids are checked: no bounds check needed)
+            np.take(w, sampled[c0:c1], axis=0, out=w_aug[c0:c1, :dim], mode="clip")
+        else:
+            w_aug[c0:c1, :dim] = w[sampled[c0:c1]]
+
     def rows(c):
         r0, r1 = row_bounds[c], row_bounds[c + 1]
         z = logits[r0:r1]
@@ -655,9 +661,23 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
         c0, c1 = col_bounds[c - 1], col_bounds[c]
         np.matmul(logits[:, num_true + c0:num_true + c1].T, x_aug, out=cand[c0:c1])
 
-    phases = [(rows, n_rows)]
+    def order(c):
+        # the gradient rows in id order, by halves; each item sorts the ids
+        # (a few us) rather than wait for another to
+        if not sorted_rows:
+            ids = np.concatenate([sampled, extra[0]])
+            perm = np.argsort(ids)  # (distinct ids)
+            sorted_rows.append((ids[perm], perm))
+        ids, perm = sorted_rows[0]
+        k0, k1 = ids.size * c // 2, ids.size * (c + 1) // 2
+        np.take(cand[:, :dim], perm[k0:k1], axis=0, out=grad_w_sorted[k0:k1], mode="clip")
+
+    n_gather = 2 if n_threads > 1 and num_sampled >= _MIN_ROWS else 1
+    phases = [(gather, n_gather), (rows, n_rows)]
     if two_phase:
-        phases.append((cols, n_cols + 1))
+        sorted_rows = []
+        grad_w_sorted = np.empty((cand.shape[0], dim), dtype=compute)
+        phases += [(cols, n_cols + 1), (order, 2)]
     with blas:
         _run_phases(phases, n_threads)
 
@@ -684,9 +704,8 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
             np.concatenate([g_true.reshape(-1), g_sampled.sum(axis=0)]).astype(np.float64),
             compute)
     else:
-        ids = np.concatenate([sampled, extra[0]])
-        perm = np.argsort(ids)  # (distinct ids)
-        ids, grad_w, grad_b = ids[perm], np.take(cand[:, :dim], perm, axis=0), cand[perm, dim]
+        ids, perm = sorted_rows[0]
+        grad_w, grad_b = grad_w_sorted[:ids.size], cand[perm, dim]
     return loss, SampledSoftmaxGrad(grad_x.astype(result, copy=False), ids,
                                     grad_w.astype(result, copy=False),
                                     grad_b.astype(result, copy=False))

@@ -345,20 +345,22 @@ class _Sampler:
         """Positions of the first occurrence of each distinct id of ``stream``,
         in increasing order."""
         size = stream.size
-        if self._n * size >= 2**62:  # (never in practice) the keys would overflow
+        bits = max(size - 1, 1).bit_length()         # positions take the low bits
+        if self._n << bits >= 2**62:  # (never in practice) the keys would overflow
             _, first = np.unique(stream, return_index=True)
             first.sort()
             return first
         # one sort of distinct keys (id, position): an unstable sort gives the
         # same order as a stable one and is several times faster than the
         # stable argsort of np.unique(return_index=True)
-        keys = stream * size
-        keys += np.arange(size)
+        keys = stream << bits
+        keys |= np.arange(size)
         keys.sort()
+        ids = keys >> bits
         new = np.empty(size, dtype=bool)
         new[0] = True
-        np.not_equal(keys[1:] // size, keys[:-1] // size, out=new[1:])
-        first = keys[new] % size
+        np.not_equal(ids[1:], ids[:-1], out=new[1:])
+        first = keys[new] & ((1 << bits) - 1)
         first.sort()
         return first
 

@@ -639,11 +639,12 @@ static void FN(col_block)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
             const ptrdiff_t width = (v == nv - 1 && rem) ? rem : W;
             VT xv[FSM_MAX_COL_GROUP];
             VT gm = FN(splat)(ninf);
-            /* rows are far apart: prefetch the next group, line by line */
-            const int pf = r0 + 2 * G <= k && ((v * W * (ptrdiff_t)sizeof(T)) & 63) == 0;
+            /* no software prefetch: each row of the group is a sequential
+               run that the hardware prefetcher follows, and prefetching
+               the next group into L1 measured 20% slower (float64,
+               32000 x 4096, one thread) */
             for (ptrdiff_t r = 0; r < g; r++) {
                 const T *p = (const T *)(x + (r0 + r) * xs) + v * W;
-                if (pf) __builtin_prefetch((const char *)p + G * xs, 0, 3);
                 /* padding lanes (never written) hold 0: the exp's fast path */
                 xv[r] = width == W ? FN(load)(p) : FN(load_part)(p, width, 0);
                 gm = FN(vmax)(gm, xv[r]);
@@ -729,9 +730,13 @@ static void FN(col_block)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
         const T *src = (const T *)(x + r * xs);
         T *dst = (T *)(out + r * os);
         ptrdiff_t i = 0;
-        if (r + 2 < k)  /* prefetch two rows ahead */
+        /* softmax: prefetch two rows ahead into L2 (the exp leaves the
+           loads time to wait; 7% faster); log_softmax is a plain stream,
+           which the hardware prefetcher serves better alone (25% faster
+           than prefetching into L1; float64, 32000 x 4096, one thread) */
+        if (!is_log && r + 2 < k)
             for (ptrdiff_t c = 0; c < cb; c += 64 / (ptrdiff_t)sizeof(T))
-                __builtin_prefetch((const char *)(src + c) + 2 * xs, 0, 3);
+                __builtin_prefetch((const char *)(src + c) + 2 * xs, 0, 1);
 #define FSM_COL_OP(v, i) (is_log ? ((v) - FN(load)(pb + (i))) - FN(load)(pa + (i)) \
                                  : VEXPN((v) - FN(load)(pb + (i))) * FN(load)(pa + (i)))
 #if FSM_HAVE_STREAM

@@ -39,7 +39,7 @@ LONG_ROW = 1 << 16
 #: chunk length of the long-row algorithm (elements)
 CHUNK = 1 << 14
 #: inner columns per block of the column kernel
-COL_BLOCK = 512
+COL_BLOCK = 2048
 #: rows per group of the column kernel's first pass
 COL_GROUP = 8  # _col_group8 is written for 8
 #: columns per rescaling test of the column kernel
@@ -844,6 +844,28 @@ def _sh(v):
 
 
 @njit(**_INLINE)
+def _gt(a, b):
+    """``a if a > b else b``: one ``max`` instruction (x86 ``maxps``/``maxpd``
+    have exactly this semantics), where ``fmax`` (``llvm.maxnum``) costs three.
+    A NaN ``a`` gives ``b``, a NaN ``b`` gives NaN."""
+    return a if a > b else b
+
+
+@njit(**_INLINE)
+def _group_max8(mo, v0, v1, v2, v3, v4, v5, v6, v7):
+    """The new running max of a column: ``mo`` (never NaN) and 8 values.
+
+    Never NaN, and equal to ``fmax`` of them all when no value is NaN.  With
+    a NaN among the values it may ignore others too (then too small, so that
+    some ``x - max`` are positive): harmless, as that column's sum is NaN
+    whatever the max (``exp(NaN - max)``), and such columns are redone
+    exactly.  (``fexp_np`` is defined for any argument: a wrong value there
+    only enters a sum that is NaN anyway.)"""
+    t = _gt(_gt(_gt(v0, v1), _gt(v2, v3)), _gt(_gt(v4, v5), _gt(v6, v7)))
+    return _gt(t, mo)
+
+
+@njit(**_INLINE)
 def _col_group8(xf, xg, xs1, w, m, mo_out, e):
     """A full group of 8 rows in one pass over the columns, all in registers:
     new running max ``m`` (the old one into ``mo_out``), and ``e`` = the sum
@@ -868,7 +890,7 @@ def _col_group8(xf, xg, xs1, w, m, mo_out, e):
         v6 = x6[c]
         v7 = x7[c]
         mo = m[c]
-        mn = fmax(mo, fmax(fmax(fmax(v0, v1), fmax(v2, v3)), fmax(fmax(v4, v5), fmax(v6, v7))))
+        mn = _group_max8(mo, v0, v1, v2, v3, v4, v5, v6, v7)
         sh = _sh(mn)
         mo_out[c] = mo
         m[c] = mn
@@ -899,7 +921,7 @@ def _col_group8_log(xf, xg, xs1, w, m, mo_out, e_a, e_b, e_c, e_d):
         v6 = x6[c]
         v7 = x7[c]
         mo = m[c]
-        mn = fmax(mo, fmax(fmax(fmax(v0, v1), fmax(v2, v3)), fmax(fmax(v4, v5), fmax(v6, v7))))
+        mn = _group_max8(mo, v0, v1, v2, v3, v4, v5, v6, v7)
         sh = _sh(mn)
         mo_out[c] = mo
         m[c] = mn

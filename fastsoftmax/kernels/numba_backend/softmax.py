@@ -44,8 +44,6 @@ COL_BLOCK = 2048
 COL_GROUP = 8  # _col_group8 is written for 8
 #: columns per rescaling test of the column kernel
 COL_SUB = 16
-#: the column kernel's first pass prefetches this many rows ahead
-COL_PF = 16
 #: rows at least this long are computed through a scratch row, prefetching the next row
 SCRATCH_K = 2048
 #: outputs of at least this many bytes are written with streaming stores
@@ -298,12 +296,12 @@ def _wide_vectors(typingctx):
 
 
 @njit(**_INLINE)
-def _prefetch_span(buf, start, length):
-    """Prefetch every cache line of ``buf[start:start + length]``."""
+def _prefetch_span_l2(buf, start, length):
+    """Prefetch every cache line of ``buf[start:start + length]`` towards L2."""
     step = 64 // buf.itemsize
     for j in range(start, start + length, step):
-        _prefetch(buf, j)
-    _prefetch(buf, start + length - 1)
+        _prefetch_l2(buf, j)
+    _prefetch_l2(buf, start + length - 1)
 
 
 # ------------------------------------------------------------ row pieces
@@ -974,9 +972,6 @@ def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e_b, e
     for r0 in range(0, k, COL_GROUP):
         g = min(COL_GROUP, k - r0)
         xg = xb + r0 * xs1
-        if r0 + COL_PF + COL_GROUP <= k:  # rows are far apart: prefetch, line by line
-            for r in range(COL_GROUP):
-                _prefetch_span(xf, xg + (r + COL_PF) * xs1, w)
         if g == COL_GROUP:
             if log:
                 _col_group8_log(xf, xg, xs1, w, m, mo, e, e_b, e_c, e_d)
@@ -1029,8 +1024,8 @@ def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e_b, e
         xr = view(xf, xb + r * xs1, w)
         orow = view(of, ob + r * os1, w)
         dst = view(tmp, 0, w) if nt else orow
-        if r + 2 < k:
-            _prefetch_span(xf, xb + (r + 2) * xs1, w)
+        if log and r + 2 < k:  # towards L2 (log_softmax only: measured)
+            _prefetch_span_l2(xf, xb + (r + 2) * xs1, w)
         if log:
             for c in range(w):
                 dst[c] = (xr[c] - shv[c]) - scv[c]

@@ -47,3 +47,41 @@ def test_exp_float64_table_entries(isa):
     finite = np.isfinite(want) & (want > 0)
     ulp = np.abs(got[finite] - want[finite]) / np.spacing(want[finite])
     assert ulp.max() <= 1.0
+
+
+def _log_softmax_ref(x):
+    x = x.astype(np.float64)
+    m = np.max(np.where(np.isnan(x), -np.inf, x), axis=1, keepdims=True)
+    shift = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        s = np.sum(np.exp(x - shift), axis=1, keepdims=True)
+        return (x - shift) - np.log(s)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 7, 31, 32, 33, 70])
+@pytest.mark.parametrize("k", [1, 5, 16, 33, 64])
+def test_short_row_log_softmax_blocks(isa, dtype, n, k):
+    """Short rows take their logs in blocks of rows (transposed sums): every
+    row count, special rows anywhere in a block, near-zero outputs."""
+    rng = np.random.default_rng(n * 100 + k)
+    x = (rng.standard_normal((n, k)) * 4).astype(dtype)
+    if k > 1:
+        x[::5, 0] = 60  # one dominant entry: outputs near 0
+    specials = [np.nan, np.inf, -np.inf]
+    for i, v in enumerate(specials):
+        if 3 * i + 2 < n:
+            x[3 * i + 2, (i * 7) % k] = v
+    if n > 9:
+        x[9] = -np.inf
+    out = np.empty_like(x)
+    K.softmax_rows(x, out, True, 1)
+    want = _log_softmax_ref(x)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
+    atol = 16 * np.finfo(dtype).eps * max(1.0, float(np.abs(want[np.isfinite(want)]).max(initial=1.0)))
+    rtol = 2e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(out, want, rtol=rtol, atol=atol, equal_nan=True)
+    near0 = np.isfinite(want) & (np.abs(want) < 1e-10)
+    # near 0 the relative error stays at the precision of the dtype
+    if near0.any():
+        np.testing.assert_allclose(out[near0], want[near0], rtol=4 * np.finfo(dtype).eps)

@@ -53,12 +53,6 @@ FSM_INLINE void FN(store_part)(T *p, VT v, ptrdiff_t r)
     ISA(store_part_d)(p, v, r);
 #endif
 }
-FSM_INLINE T FN(hmax)(VT v)
-{
-    T m = v[0];
-    for (ptrdiff_t j = 1; j < W; j++) m = v[j] > m ? v[j] : m;
-    return m;
-}
 /* sum of the lanes of a double vector, as a tree of halvings (3 shuffles
    and adds for 8 lanes instead of a chain of 7 dependent ones) */
 FSM_INLINE double FN(hsumd)(ISA(vd) a)
@@ -74,6 +68,61 @@ FSM_INLINE double FN(hsumd)(ISA(vd) a)
     return a[0] + a[1];
 }
 FSM_INLINE int FN(is_finite)(T v) { return v - v == 0; }
+
+/* Every lane = the max (allmax) or the sum (allsum) of the lanes of v, by
+   log2(lanes) shuffle steps (no scalar round trip).  allmax: v NaN-free. */
+#if FSM_F32
+#define FSM_LANES_EQ(n) (FSM_VB / 4 == (n))
+#else
+#define FSM_LANES_EQ(n) (FSM_VB / 8 == (n))
+#endif
+#define FSM_XI2(s) 0 ^ (s), 1 ^ (s)
+#define FSM_XI4(s) FSM_XI2(s), 2 ^ (s), 3 ^ (s)
+#define FSM_XI8(s) FSM_XI4(s), 4 ^ (s), 5 ^ (s), 6 ^ (s), 7 ^ (s)
+#define FSM_XI16(s) FSM_XI8(s), 8 ^ (s), 9 ^ (s), 10 ^ (s), 11 ^ (s), \
+                    12 ^ (s), 13 ^ (s), 14 ^ (s), 15 ^ (s)
+#if FSM_LANES_EQ(16)
+#define FSM_XI(s) (VI){FSM_XI16(s)}
+#define FSM_LANES_LOG2 4
+#elif FSM_LANES_EQ(8)
+#define FSM_XI(s) (VI){FSM_XI8(s)}
+#define FSM_LANES_LOG2 3
+#elif FSM_LANES_EQ(4)
+#define FSM_XI(s) (VI){FSM_XI4(s)}
+#define FSM_LANES_LOG2 2
+#else
+#define FSM_XI(s) (VI){FSM_XI2(s)}
+#define FSM_LANES_LOG2 1
+#endif
+FSM_INLINE VT FN(allmax)(VT v)
+{
+#if FSM_LANES_LOG2 >= 4
+    v = FN(vmax)(v, __builtin_shuffle(v, FSM_XI(8)));
+#endif
+#if FSM_LANES_LOG2 >= 3
+    v = FN(vmax)(v, __builtin_shuffle(v, FSM_XI(4)));
+#endif
+#if FSM_LANES_LOG2 >= 2
+    v = FN(vmax)(v, __builtin_shuffle(v, FSM_XI(2)));
+#endif
+    return FN(vmax)(v, __builtin_shuffle(v, FSM_XI(1)));
+}
+FSM_INLINE VT FN(allsum)(VT v)
+{
+#if FSM_LANES_LOG2 >= 4
+    v += __builtin_shuffle(v, FSM_XI(8));
+#endif
+#if FSM_LANES_LOG2 >= 3
+    v += __builtin_shuffle(v, FSM_XI(4));
+#endif
+#if FSM_LANES_LOG2 >= 2
+    v += __builtin_shuffle(v, FSM_XI(2));
+#endif
+    return v + __builtin_shuffle(v, FSM_XI(1));
+}
+#undef FSM_XI
+#undef FSM_LANES_LOG2
+#undef FSM_LANES_EQ
 
 /* ---- row passes ---------------------------------------------------------- */
 
@@ -91,7 +140,9 @@ static inline T FN(row_max)(const T *x, ptrdiff_t k)
     }
     for (; i + W <= k; i += W) m0 = FN(vmax)(m0, FN(load)(x + i));
     if (i < k) m1 = FN(vmax)(m1, FN(load_part)(x + i, k - i, ninf));
-    return FN(hmax)(FN(vmax)(FN(vmax)(m0, m1), FN(vmax)(m2, m3)));
+    /* the lanes by a shuffle tree (log2(lanes) steps), not one by one:
+       the exponentials wait for this max */
+    return FN(allmax)(FN(vmax)(FN(vmax)(m0, m1), FN(vmax)(m2, m3)))[0];
 }
 
 /* Sums of exponentials.  Softmax: float vectors are summed in float within
@@ -296,60 +347,6 @@ static inline void FN(row_incache)(const T *x, T *out, ptrdiff_t k, int is_log,
     }
 }
 
-/* Every lane = the max (allmax) or the sum (allsum) of the lanes of v, by
-   log2(lanes) shuffle steps (no scalar round trip).  allmax: v NaN-free. */
-#if FSM_F32
-#define FSM_LANES_EQ(n) (FSM_VB / 4 == (n))
-#else
-#define FSM_LANES_EQ(n) (FSM_VB / 8 == (n))
-#endif
-#define FSM_XI2(s) 0 ^ (s), 1 ^ (s)
-#define FSM_XI4(s) FSM_XI2(s), 2 ^ (s), 3 ^ (s)
-#define FSM_XI8(s) FSM_XI4(s), 4 ^ (s), 5 ^ (s), 6 ^ (s), 7 ^ (s)
-#define FSM_XI16(s) FSM_XI8(s), 8 ^ (s), 9 ^ (s), 10 ^ (s), 11 ^ (s), \
-                    12 ^ (s), 13 ^ (s), 14 ^ (s), 15 ^ (s)
-#if FSM_LANES_EQ(16)
-#define FSM_XI(s) (VI){FSM_XI16(s)}
-#define FSM_LANES_LOG2 4
-#elif FSM_LANES_EQ(8)
-#define FSM_XI(s) (VI){FSM_XI8(s)}
-#define FSM_LANES_LOG2 3
-#elif FSM_LANES_EQ(4)
-#define FSM_XI(s) (VI){FSM_XI4(s)}
-#define FSM_LANES_LOG2 2
-#else
-#define FSM_XI(s) (VI){FSM_XI2(s)}
-#define FSM_LANES_LOG2 1
-#endif
-FSM_INLINE VT FN(allmax)(VT v)
-{
-#if FSM_LANES_LOG2 >= 4
-    v = FN(vmax)(v, __builtin_shuffle(v, FSM_XI(8)));
-#endif
-#if FSM_LANES_LOG2 >= 3
-    v = FN(vmax)(v, __builtin_shuffle(v, FSM_XI(4)));
-#endif
-#if FSM_LANES_LOG2 >= 2
-    v = FN(vmax)(v, __builtin_shuffle(v, FSM_XI(2)));
-#endif
-    return FN(vmax)(v, __builtin_shuffle(v, FSM_XI(1)));
-}
-FSM_INLINE VT FN(allsum)(VT v)
-{
-#if FSM_LANES_LOG2 >= 4
-    v += __builtin_shuffle(v, FSM_XI(8));
-#endif
-#if FSM_LANES_LOG2 >= 3
-    v += __builtin_shuffle(v, FSM_XI(4));
-#endif
-#if FSM_LANES_LOG2 >= 2
-    v += __builtin_shuffle(v, FSM_XI(2));
-#endif
-    return v + __builtin_shuffle(v, FSM_XI(1));
-}
-#undef FSM_XI
-#undef FSM_LANES_LOG2
-#undef FSM_LANES_EQ
 
 /* A short row (k <= 4 W, NV vectors, NV a constant) held in registers: one
    read, one write, no passes over memory and no calls.  Softmax sums the

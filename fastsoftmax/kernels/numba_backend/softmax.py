@@ -1020,7 +1020,22 @@ def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e_b, e
             shift[c], scale[c] = _col_exact(xf, xb + c, xs1, k, log)
     shv = view(shift, 0, w)  # unmanaged views: the loops below vectorise
     scv = view(scale, 0, w)
-    for r in range(k):
+    r_done = 0
+    if not log and not nt:
+        # softmax: two rows per pass over the columns (shift and scale loaded
+        # once, twice the reads in flight): float64 ~5% faster, float32 the same
+        while r_done + 2 <= k:
+            xa = view(xf, xb + r_done * xs1, w)
+            xc = view(xf, xb + (r_done + 1) * xs1, w)
+            oa = view(of, ob + r_done * os1, w)
+            oc = view(of, ob + (r_done + 1) * os1, w)
+            for c in range(w):
+                sh = shv[c]
+                f = scv[c]
+                oa[c] = fexp_np(xa[c] - sh) * f
+                oc[c] = fexp_np(xc[c] - sh) * f
+            r_done += 2
+    for r in range(r_done, k):
         xr = view(xf, xb + r * xs1, w)
         orow = view(of, ob + r * os1, w)
         dst = view(tmp, 0, w) if nt else orow

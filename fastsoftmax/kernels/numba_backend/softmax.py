@@ -431,27 +431,12 @@ def _row(xr, orow, log):
         _scale(orow, like(1.0, m) / s, 0, k)
 
 
-@njit(fastmath=_FM_SUM, cache=True)
-def _exp_store_sum_np(xv, ev, m, size):
-    """``ev = exp(xv - m)`` (``m`` the max) and its sum, in one loop (the
-    scratch row is never ``xv``: no aliasing to change the vector code)."""
-    _wide_vectors()
-    s = like(0.0, m)
-    for j in range(size):
-        e = fexp_np(xv[j] - m)
-        ev[j] = e
-        s += e
-    return s
-
-
 @njit(**_INLINE)
 def _exp_prefetch(xr, e, m, nf, nb):
-    """``e = exp(xr - m)`` (``m`` the max) and its sum (block sums added in
-    order), prefetching ``nf[nb:nb + len]`` (the next row) towards L2 block
-    by block, while the exps compute."""
+    """``e = exp(xr - m)`` (``m`` the max), prefetching ``nf[nb:nb + len]``
+    (the next row) towards L2 block by block, while the exps compute."""
     k = xr.shape[0]
     step = 64 // xr.itemsize
-    s = like(0.0, m)
     for blk in range((k + PF_BLOCK - 1) // PF_BLOCK):
         b0 = blk * PF_BLOCK
         size = min(PF_BLOCK, k - b0)
@@ -459,8 +444,8 @@ def _exp_prefetch(xr, e, m, nf, nb):
             _prefetch_l2(nf, nb + b0 + j)
         xv = view(xr, b0, size)  # views: indices from 0, so that no index
         ev = view(e, b0, size)   # wraparound code defeats the vectoriser
-        s += _exp_store_sum_np(xv, ev, m, size)
-    return s
+        for j in range(size):
+            ev[j] = fexp_np(xv[j] - m)
 
 
 @njit(**_INLINE)
@@ -491,8 +476,8 @@ def _row_scratch(xr, orow, log, scratch, nf, nb, nt):
         s = _sum_exp_prefetch(xr, shift, _np_ok(m, shift), nf, nb)
         _log_copy(xr, orow, shift, like(np.log(s), m), nt)
     else:
-        s = _exp_prefetch(xr, scratch, m, nf, nb)  # one pass less than a separate sum
-        _scale_copy(scratch, orow, like(1.0, m) / s, nt)
+        _exp_prefetch(xr, scratch, m, nf, nb)
+        _scale_copy(scratch, orow, like(1.0, m) / _sum(scratch, 0, k), nt)
 
 
 # -------------------------------------------------------- long-row pieces

@@ -661,23 +661,10 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
         c0, c1 = col_bounds[c - 1], col_bounds[c]
         np.matmul(logits[:, num_true + c0:num_true + c1].T, x_aug, out=cand[c0:c1])
 
-    def order(c):
-        # the gradient rows in id order, by halves; each item sorts the ids
-        # (a few us) rather than wait for another to
-        if not sorted_rows:
-            ids = np.concatenate([sampled, extra[0]])
-            perm = np.argsort(ids)  # (distinct ids)
-            sorted_rows.append((ids[perm], perm))
-        ids, perm = sorted_rows[0]
-        k0, k1 = ids.size * c // 2, ids.size * (c + 1) // 2
-        np.take(cand[:, :dim], perm[k0:k1], axis=0, out=grad_w_sorted[k0:k1], mode="clip")
-
     n_gather = 2 if n_threads > 1 and num_sampled >= _MIN_ROWS else 1
     phases = [(gather, n_gather), (rows, n_rows)]
     if two_phase:
-        sorted_rows = []
-        grad_w_sorted = np.empty((cand.shape[0], dim), dtype=compute)
-        phases += [(cols, n_cols + 1), (order, 2)]
+        phases.append((cols, n_cols + 1))
     with blas:
         _run_phases(phases, n_threads)
 
@@ -704,8 +691,9 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
             np.concatenate([g_true.reshape(-1), g_sampled.sum(axis=0)]).astype(np.float64),
             compute)
     else:
-        ids, perm = sorted_rows[0]
-        grad_w, grad_b = grad_w_sorted[:ids.size], cand[perm, dim]
+        ids = np.concatenate([sampled, extra[0]])
+        perm = np.argsort(ids)  # (distinct ids)
+        ids, grad_w, grad_b = ids[perm], np.take(cand[:, :dim], perm, axis=0), cand[perm, dim]
     return loss, SampledSoftmaxGrad(grad_x.astype(result, copy=False), ids,
                                     grad_w.astype(result, copy=False),
                                     grad_b.astype(result, copy=False))

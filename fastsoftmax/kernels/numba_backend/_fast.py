@@ -20,6 +20,9 @@ _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 #: dtype -> entry point of K_ROWS_C (not in-place), filled on first use
 _ENTRY = {}
+# (bound once: a module attribute lookup is a noticeable part of a small call)
+_SERIAL_WORK, _LONG_ROW = _k.SERIAL_WORK, _k.LONG_ROW
+_empty = np.empty
 
 
 def _entry(dtype):
@@ -59,18 +62,19 @@ def softmax_fast(x, axis, out, log, n_threads):
     flags = x.flags
     if not (flags.c_contiguous and flags.aligned):
         return None
-    ndim = x.ndim
+    shape = x.shape
+    ndim = len(shape)
     size = x.size
     if not (ndim and size):
         return None
     if axis is None:
         k = size
     elif type(axis) is int and (axis == -1 or axis == ndim - 1):
-        k = x.shape[-1]
+        k = shape[ndim - 1]
     else:
         return None
     if out is None:
-        res = np.empty_like(x)
+        res = _empty(shape, dt)
     elif out is x:
         if not flags.writeable:
             return None
@@ -83,7 +87,7 @@ def softmax_fast(x, axis, out, log, n_threads):
                 or np.may_share_memory(out, x):
             return None
         res = out
-    if size <= _k.SERIAL_WORK and k <= _k.LONG_ROW and res is not x:
+    if size <= _SERIAL_WORK and k <= _LONG_ROW and res is not x:
         fn = _ENTRY.get(dt)
         if fn is None:
             fn = _entry(dt)

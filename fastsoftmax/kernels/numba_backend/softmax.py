@@ -612,13 +612,17 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
     flat, vectorised loop, with the per-row shift and scale spread into
     element-wise scratch arrays.
     """
-    per_block = max(1, SMALL_BLOCK // k)
+    per_block = min(max(1, SMALL_BLOCK // k), r1 - r0)
     cap = per_block * k
-    tx = np.empty(cap, dtype=xf.dtype)
-    te = np.empty(cap, dtype=xf.dtype)
-    sh = np.empty(cap, dtype=xf.dtype)
-    sl = np.empty(cap, dtype=xf.dtype)
-    to = np.empty(cap, dtype=xf.dtype)
+    # one allocation for the five scratch arrays (each costs as much as a
+    # small call's arithmetic); the copies for strided rows only when needed
+    nbuf = 3 + (xs != k) + (os != k)
+    scratch = np.empty(nbuf * cap, dtype=xf.dtype)
+    te = view(scratch, 0, cap)
+    sh = view(scratch, cap, cap)
+    sl = view(scratch, 2 * cap, cap)
+    tx = view(scratch, 3 * cap, cap if xs != k else 0)
+    to = view(scratch, (nbuf - 1) * cap, cap if os != k else 0)
     for b0 in range(r0, r1, per_block):
         b1 = min(b0 + per_block, r1)
         size = (b1 - b0) * k

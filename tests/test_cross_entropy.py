@@ -208,12 +208,14 @@ def layouts(draw):
 
 
 def _strided(a, step, axis, transpose):
-    """``a``'s values in a view with ``step`` along ``axis`` (NaN in the gaps)."""
+    """``a``'s values in a view with ``step`` along ``axis`` (NaN in the gaps;
+    -1 for an integer array)."""
     if transpose:
         a = np.asfortranarray(a)
     big_shape = list(a.shape)
     big_shape[axis] *= abs(step)
-    big = np.full(big_shape, np.nan, dtype=a.dtype, order="F" if transpose else "C")
+    gap = np.nan if a.dtype.kind in "fc" else -1
+    big = np.full(big_shape, gap, dtype=a.dtype, order="F" if transpose else "C")
     index = [slice(None)] * a.ndim
     index[axis] = slice(None, None, step)
     view = big[tuple(index)]

@@ -1,5 +1,6 @@
 """More tests of the Numba softmax kernels: the column kernel's special
-values at every position of its groups of rows, and the exp's polynomial."""
+values at every position of its groups of rows, and the exp's polynomial;
+rows computed bit for bit alike by every kernel at every thread count."""
 import warnings
 
 import numpy as np
@@ -89,3 +90,70 @@ def test_columns_streaming_stores_change_nothing(monkeypatch, dtype, log):
     y = x.copy()
     f(y, axis=0, out=y, backend="numba")
     np.testing.assert_array_equal(y, plain)
+
+
+def _special_rows(x, rng):
+    """Special values in a few rows: NaN, +inf, -inf, an all -inf row, a
+    row far above the others."""
+    n, k = x.shape
+    hot = rng.integers(0, k, size=3)
+    if n > 1:
+        x[1, hot[0]] = np.nan
+    if n > 2:
+        x[2, hot[1]] = np.inf
+        x[2, hot[2]] = -np.inf
+    if n > 3:
+        x[3] = -np.inf
+    if n > 4:
+        x[4, hot] = 80 if x.dtype == np.float32 else 700
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [100, 2047, 2048, 2049, 3000, 5003, 32000, 70000])
+def test_rows_same_bits_for_every_kernel_and_thread_count(dtype, k, restore_threads):
+    """Softmax and log_softmax of rows give the same bits whichever compiled
+    kernel computes them: serial (C-contiguous, strided, in place) or
+    parallel, at 1, 2 and 3 threads; the kernels are separate compilations,
+    so any summation order left to LLVM could differ between them."""
+    rng = np.random.default_rng(k)
+    for n in (1, 2, 3, 5, 37):
+        if n * k > 1_000_000 and n > 5:
+            continue
+        x = _special_rows((rng.normal(size=(n, k)) * 4).astype(dtype), rng)
+        wide = np.empty((n, k + 3), dtype=dtype)
+        wide[:, 1:k + 1] = x
+        strided = wide[:, 1:k + 1]  # rows not contiguous: the strided kernels
+        for f in (fastsoftmax.softmax, fastsoftmax.log_softmax):
+            fastsoftmax.set_num_threads(1)
+            want = f(x, axis=-1, backend="numba")
+            for threads in (1, 2, 3):
+                fastsoftmax.set_num_threads(threads)
+                np.testing.assert_array_equal(f(x, axis=-1, backend="numba"), want)
+                np.testing.assert_array_equal(f(strided, axis=-1, backend="numba"), want)
+                out = np.full((n, k + 3), np.nan, dtype=dtype)
+                f(x, axis=-1, out=out[:, 2:k + 2], backend="numba")
+                np.testing.assert_array_equal(out[:, 2:k + 2], want)
+                y = x.copy()
+                f(y, axis=-1, out=y, backend="numba")
+                np.testing.assert_array_equal(y, want)
+                w = wide.copy()
+                f(w[:, 1:k + 1], axis=-1, out=w[:, 1:k + 1], backend="numba")
+                np.testing.assert_array_equal(w[:, 1:k + 1], want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_long_scratch_rows_match_scipy(dtype):
+    """Rows of SCRATCH_K+ elements (the fused exp-and-sum pass), with
+    lengths that leave every kind of remainder, against SciPy."""
+    rng = np.random.default_rng(3)
+    for k in (nb_softmax.SCRATCH_K, nb_softmax.SCRATCH_K + 1, 2111, 4096 + 63, 9999):
+        x = _special_rows((rng.normal(size=(6, k)) * 5).astype(dtype), rng)
+        for log in (False, True):
+            f = fastsoftmax.log_softmax if log else fastsoftmax.softmax
+            got = f(x, axis=-1, backend="numba").astype(np.float64)
+            want = _scipy(x, -1, log)
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+            ok = ~np.isnan(want)
+            rtol = 1e-5 if dtype == np.float32 else 1e-14
+            np.testing.assert_allclose(got[ok], want[ok], rtol=rtol, atol=1e-30)

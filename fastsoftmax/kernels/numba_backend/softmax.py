@@ -27,7 +27,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, models, register_model
 
 from ._exp import fast_min, fexp, fexp_fast, fexp_np, fmax, fmin, like
 from ._runtime import LazyKernel, arr, check_layer, flat, parallel_lock, use_threads, view
@@ -169,6 +169,115 @@ _scale_stream = _stream_intrinsic(False)
 _log_stream = _stream_intrinsic(True)
 _scale_stream_nf = _stream_intrinsic(False, fence=False)
 _log_stream_nf = _stream_intrinsic(True, fence=False)
+
+
+@intrinsic
+def _ordered_sum(typingctx, buf, start, length, init):
+    """``init + buf[start] + buf[start + 1] + ...`` (``length`` terms), added
+    strictly in this order: plain ``fadd`` without fast-math flags, so that
+    no caller's flags can reorder or contract it."""
+    if not (isinstance(buf, types.Array) and buf.dtype in (types.float32, types.float64)
+            and isinstance(start, types.Integer) and isinstance(length, types.Integer)
+            and init == buf.dtype):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, value=args[0])
+        s0 = context.cast(builder, args[1], signature.args[1], types.intp)
+        n = context.cast(builder, args[2], signature.args[2], types.intp)
+        acc = cgutils.alloca_once_value(builder, args[3])
+        with cgutils.for_range(builder, n) as loop:
+            v = builder.load(builder.gep(ary.data, [builder.add(s0, loop.index)]))
+            builder.store(builder.fadd(builder.load(acc), v), acc)
+        return builder.load(acc)
+
+    return buf.dtype(buf, start, length, init), codegen
+
+
+#: bytes of the ``_Lanes`` accumulator of ``_exp_block`` (four 512-bit registers)
+_FUSED_BYTES = 256
+
+
+def _lanes_ir(dtype):
+    item = 4 if dtype == types.float32 else 8
+    return ir.VectorType(ir.FloatType() if item == 4 else ir.DoubleType(), _FUSED_BYTES // item)
+
+
+class _Lanes(types.Type):
+    """``_FUSED_BYTES`` of float lanes held as one LLVM vector value (a
+    Numba variable of this type lives in vector registers)."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        super().__init__(name="Lanes(%s)" % dtype)
+
+
+@register_model(_Lanes)
+class _LanesModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _lanes_ir(fe_type.dtype))
+
+
+@intrinsic
+def _lanes_zero(typingctx, ref):
+    """Lanes of +0 of ``ref``'s float type."""
+    if ref not in (types.float32, types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return ir.Constant(_lanes_ir(signature.args[0]), None)
+
+    return _Lanes(ref)(ref), codegen
+
+
+@intrinsic
+def _lanes_count(typingctx, ref):
+    """Number of lanes (a constant) of ``ref``'s float type."""
+    if ref not in (types.float32, types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.intp, _lanes_ir(signature.args[0]).count)
+
+    return types.intp(ref), codegen
+
+
+@intrinsic
+def _lanes_add(typingctx, acc, buf, start):
+    """``acc`` plus ``buf[start:start + lanes]``, lane by lane (plain ``fadd``)."""
+    if not (isinstance(acc, _Lanes) and isinstance(buf, types.Array) and buf.dtype == acc.dtype
+            and isinstance(start, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[1])(context, builder, value=args[1])
+        s0 = context.cast(builder, args[2], signature.args[2], types.intp)
+        vty = _lanes_ir(signature.args[0].dtype)
+        p = builder.bitcast(builder.gep(ary.data, [s0]), vty.as_pointer())
+        return builder.fadd(args[0], builder.load(p, align=4 if signature.args[0].dtype == types.float32 else 8))
+
+    return acc(acc, buf, start), codegen
+
+
+@intrinsic
+def _lanes_total(typingctx, acc):
+    """The lanes added by halves (``lanes[:h] + lanes[h:]``, repeatedly)."""
+    if not isinstance(acc, _Lanes):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        a = args[0]
+        n = a.type.count
+        while n > 1:
+            h = n // 2
+            lo = builder.shuffle_vector(a, a, ir.Constant(ir.VectorType(i32, h), list(range(h))))
+            hi = builder.shuffle_vector(a, a, ir.Constant(ir.VectorType(i32, h), list(range(h, n))))
+            a = builder.fadd(lo, hi)
+            n = h
+        return builder.extract_element(a, ir.Constant(i32, 0))
+
+    return acc.dtype(acc), codegen
 
 
 @intrinsic
@@ -433,19 +542,55 @@ def _row(xr, orow, log):
 
 @njit(**_INLINE)
 def _exp_prefetch(xr, e, m, nf, nb):
-    """``e = exp(xr - m)`` (``m`` the max), prefetching ``nf[nb:nb + len]``
-    (the next row) towards L2 block by block, while the exps compute."""
+    """``e = exp(xr - m)`` (``m`` the max) and its sum, prefetching
+    ``nf[nb:nb + len]`` (the next row) towards L2 block by block, while the
+    exps compute.  The sum of each block (``_exp_block``, in T) is added in
+    float64, in block order."""
     k = xr.shape[0]
     step = 64 // xr.itemsize
+    s = 0.0
     for blk in range((k + PF_BLOCK - 1) // PF_BLOCK):
         b0 = blk * PF_BLOCK
         size = min(PF_BLOCK, k - b0)
         for j in range(0, size, step):
             _prefetch_l2(nf, nb + b0 + j)
-        xv = view(xr, b0, size)  # views: indices from 0, so that no index
-        ev = view(e, b0, size)   # wraparound code defeats the vectoriser
-        for j in range(size):
-            ev[j] = fexp_np(xv[j] - m)
+        # views: indices from 0, so that no index wraparound code defeats the vectoriser
+        s += np.float64(_exp_block(view(xr, b0, size), view(e, b0, size), m))
+    return s
+
+
+@njit(fastmath=_FM, cache=True)
+def _exp_block(xv, ev, m):
+    """``ev = exp(xv - m)`` (``m`` the max) and its sum, in one pass.
+
+    The summation order is fixed here, not left to LLVM: lane ``l`` of a
+    ``_Lanes`` accumulator (``_FUSED_BYTES``: 32 float64 or 64 float32
+    lanes) adds the exponentials ``j0 + l`` of the whole groups of lanes in
+    turn, the lanes are then added by halves (``_lanes_total``), and the
+    last ``size % lanes`` exponentials one by one (``_ordered_sum``).  All
+    of it is plain ``fadd`` without fast-math flags, so every kernel (the
+    serial and parallel ones are separate compilations) adds in the same
+    order.  A 'reassoc' sum leaves the order (vector width, interleave) to
+    each compilation: a fused 'reassoc' loop here once gave float32
+    softmax of (64, 3000) different bits at 1 and 2 threads.  The loop is
+    still fused as compiled (AVX-512: four vectors of exponentials per
+    iteration, stored and added from the registers).  A separate function,
+    not inlined by Numba: inlined in a kernel, its loop reloaded the exp's
+    constants every iteration."""
+    _wide_vectors()
+    size = xv.shape[0]
+    lanes = _lanes_count(m)
+    acc = _lanes_zero(m)
+    whole = size - size % lanes
+    for j0 in range(0, whole, lanes):
+        xg = view(xv, j0, lanes)
+        eg = view(ev, j0, lanes)
+        for j in range(lanes):
+            eg[j] = fexp_np(xg[j] - m)
+        acc = _lanes_add(acc, ev, j0)
+    for j in range(whole, size):
+        ev[j] = fexp_np(xv[j] - m)
+    return _ordered_sum(ev, whole, size - whole, _lanes_total(acc))
 
 
 @njit(**_INLINE)
@@ -476,8 +621,8 @@ def _row_scratch(xr, orow, log, scratch, nf, nb, nt):
         s = _sum_exp_prefetch(xr, shift, _np_ok(m, shift), nf, nb)
         _log_copy(xr, orow, shift, like(np.log(s), m), nt)
     else:
-        _exp_prefetch(xr, scratch, m, nf, nb)
-        _scale_copy(scratch, orow, like(1.0, m) / _sum(scratch, 0, k), nt)
+        s = _exp_prefetch(xr, scratch, m, nf, nb)
+        _scale_copy(scratch, orow, like(1.0 / s, m), nt)
 
 
 # -------------------------------------------------------- long-row pieces

@@ -29,8 +29,6 @@ plain ``njit`` functions (not inlined at the Numba level), so LLVM inlines
 them into the calling loop with their own strict floating-point flags,
 whatever flags the caller uses.
 """
-import math
-
 import numpy as np
 from llvmlite import ir
 from numba import njit, types

@@ -9,7 +9,7 @@ import threading
 import numba
 from numba import njit, types
 
-__all__ = ["LazyKernel", "use_threads", "parallel_lock", "FLOAT_TYPES"]
+__all__ = ["LazyKernel", "use_threads", "parallel_lock", "FLOAT_TYPES", "prefetch_intrinsic"]
 
 # --------------------------------------------------------------- threading
 # Numba's default 'workqueue' layer is not thread-safe: two Python threads
@@ -220,3 +220,32 @@ def _register_view_aliases():
 
 
 _register_view_aliases()
+
+
+# ------------------------------------------------------------- prefetch
+from llvmlite import ir  # noqa: E402
+
+
+def prefetch_intrinsic(locality, doc):
+    """An intrinsic ``f(buf, index)`` hinting the CPU to load ``buf[index]``'s
+    cache line (``llvm.prefetch``, read, data cache, the given locality 0-3),
+    documented by ``doc``."""
+    def impl(typingctx, buf, index):
+        if not (isinstance(buf, types.Array) and isinstance(index, types.Integer)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            ary = context.make_array(signature.args[0])(context, builder, value=args[0])
+            i = context.cast(builder, args[1], signature.args[1], types.intp)
+            ptr = builder.bitcast(builder.gep(ary.data, [i]), ir.IntType(8).as_pointer())
+            i32 = ir.IntType(32)
+            fn = builder.module.declare_intrinsic(
+                "llvm.prefetch", [ptr.type],
+                ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]))
+            builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, locality), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return types.none(buf, index), codegen
+
+    impl.__doc__ = doc
+    return intrinsic(impl)

@@ -10,10 +10,9 @@ import math
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit, prange
+
+from ._runtime import prefetch_intrinsic
 
 __all__ = ["alias_build", "alias_draw", "uniform_draw", "loguniform_draw", "warmup"]
 
@@ -40,27 +39,8 @@ _INV53 = 1.0 / 9007199254740992.0
 _OPTS = dict(nogil=True, cache=True, error_model="numpy", boundscheck=False)
 
 
-@intrinsic
-def _prefetch(typingctx, array, index):
-    """Hint the CPU to start loading ``array[index]`` (LLVM's prefetch, read)."""
-    if not isinstance(array, types.Array) or not isinstance(index, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        array_type, index_type = signature.args
-        data = context.make_array(array_type)(context, builder, args[0]).data
-        position = context.cast(builder, args[1], index_type, types.intp)
-        i8_ptr = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [i8_ptr, i32, i32, i32]),
-            "llvm.prefetch.p0i8")
-        # (address, read, locality _LOCALITY, data cache)
-        builder.call(fn, [builder.bitcast(builder.gep(data, [position]), i8_ptr),
-                          i32(0), i32(_LOCALITY), i32(1)])
-        return context.get_dummy_value()
-
-    return types.void(array, index), codegen
+_prefetch = prefetch_intrinsic(_LOCALITY, """Hint the CPU to start loading ``array[index]``
+    (LLVM's prefetch, read, locality ``_LOCALITY``).""")
 
 
 @njit(inline="always")

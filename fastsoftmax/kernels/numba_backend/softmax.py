@@ -30,7 +30,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 from ._exp import fast_min, fexp, fexp_fast, fexp_np, fmax, fmin, like
-from ._runtime import LazyKernel, arr, check_layer, flat, parallel_lock, use_threads, view
+from ._runtime import (LazyKernel, arr, check_layer, flat, parallel_lock, prefetch_intrinsic,
+                       use_threads, view)
 
 __all__ = ["softmax_rows", "softmax_cols"]
 
@@ -72,31 +73,8 @@ _FM_SUM = {"reassoc", "nsz", "contract"}
 _INLINE = dict(inline="always", fastmath=_FM)
 
 
-def _prefetch_intrinsic(locality, doc):
-    def impl(typingctx, buf, index):
-        if not (isinstance(buf, types.Array) and isinstance(index, types.Integer)):
-            return None
-
-        def codegen(context, builder, signature, args):
-            ary = context.make_array(signature.args[0])(context, builder, value=args[0])
-            i = context.cast(builder, args[1], signature.args[1], types.intp)
-            ptr = builder.bitcast(builder.gep(ary.data, [i]), ir.IntType(8).as_pointer())
-            i32 = ir.IntType(32)
-            fn = builder.module.declare_intrinsic(
-                "llvm.prefetch", [ptr.type],
-                ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]))
-            builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, locality), ir.Constant(i32, 1)])
-            return context.get_dummy_value()
-
-        return types.none(buf, index), codegen
-
-    impl.__doc__ = doc
-    return intrinsic(impl)
-
-
-_prefetch = _prefetch_intrinsic(3, """Hint: bring ``buf[index]``'s cache line towards L1 (``llvm.prefetch``,
-    read, high locality); never faults, any index is allowed.""")
-_prefetch_l2 = _prefetch_intrinsic(2, """As ``_prefetch``, towards L2 (for data needed a little later).""")
+_prefetch_l2 = prefetch_intrinsic(2, """Hint: bring ``buf[index]``'s cache line towards L2 (``llvm.prefetch``,
+    read, moderate locality: for data needed a little later); never faults, any index is allowed.""")
 
 
 @intrinsic

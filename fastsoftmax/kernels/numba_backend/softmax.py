@@ -991,34 +991,42 @@ def _group_max8(mo, v0, v1, v2, v3, v4, v5, v6, v7):
 
 
 @njit(**_INLINE)
+def _rows8(xf, xg, xs1, w):
+    """Views of the ``w`` columns of the 8 rows of a group starting at ``xg``."""
+    return (view(xf, xg, w), view(xf, xg + xs1, w), view(xf, xg + 2 * xs1, w),
+            view(xf, xg + 3 * xs1, w), view(xf, xg + 4 * xs1, w), view(xf, xg + 5 * xs1, w),
+            view(xf, xg + 6 * xs1, w), view(xf, xg + 7 * xs1, w))
+
+
+@njit(**_INLINE)
+def _step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, mo_out):
+    """Column ``c`` of a group of 8 rows: its 8 values, and the shift of the
+    new running max (the old max into ``mo_out[c]``, the new into ``m[c]``)."""
+    v0 = x0[c]
+    v1 = x1[c]
+    v2 = x2[c]
+    v3 = x3[c]
+    v4 = x4[c]
+    v5 = x5[c]
+    v6 = x6[c]
+    v7 = x7[c]
+    mo = m[c]
+    mn = _group_max8(mo, v0, v1, v2, v3, v4, v5, v6, v7)
+    mo_out[c] = mo
+    m[c] = mn
+    return v0, v1, v2, v3, v4, v5, v6, v7, _sh(mn)
+
+
+@njit(**_INLINE)
 def _col_group8(xf, xg, xs1, w, m, mo_out, e):
     """A full group of 8 rows in one pass over the columns, all in registers:
     new running max ``m`` (the old one into ``mo_out``), and ``e`` = the sum
     in T of the 8 ``exp(x - shift)`` against it.  Only T arithmetic, no
     reduction and no conditional store here, so that LLVM vectorises the
     loop at T's full width."""
-    x0 = view(xf, xg, w)
-    x1 = view(xf, xg + xs1, w)
-    x2 = view(xf, xg + 2 * xs1, w)
-    x3 = view(xf, xg + 3 * xs1, w)
-    x4 = view(xf, xg + 4 * xs1, w)
-    x5 = view(xf, xg + 5 * xs1, w)
-    x6 = view(xf, xg + 6 * xs1, w)
-    x7 = view(xf, xg + 7 * xs1, w)
+    x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
     for c in range(w):
-        v0 = x0[c]
-        v1 = x1[c]
-        v2 = x2[c]
-        v3 = x3[c]
-        v4 = x4[c]
-        v5 = x5[c]
-        v6 = x6[c]
-        v7 = x7[c]
-        mo = m[c]
-        mn = _group_max8(mo, v0, v1, v2, v3, v4, v5, v6, v7)
-        sh = _sh(mn)
-        mo_out[c] = mo
-        m[c] = mn
+        v0, v1, v2, v3, v4, v5, v6, v7, sh = _step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, mo_out)
         e[c] = (((fexp_np(v0 - sh) + fexp_np(v1 - sh)) + (fexp_np(v2 - sh) + fexp_np(v3 - sh)))
                 + ((fexp_np(v4 - sh) + fexp_np(v5 - sh)) + (fexp_np(v6 - sh) + fexp_np(v7 - sh))))
 
@@ -1028,28 +1036,9 @@ def _col_group8_log(xf, xg, xs1, w, m, mo_out, e_a, e_b, e_c, e_d):
     """As ``_col_group8`` for log_softmax, whose ``log(sum)`` is needed to
     the last bits: the exponentials are only added pairwise in T (into
     ``e_a`` ... ``e_d``), the caller adds the pairs in float64."""
-    x0 = view(xf, xg, w)
-    x1 = view(xf, xg + xs1, w)
-    x2 = view(xf, xg + 2 * xs1, w)
-    x3 = view(xf, xg + 3 * xs1, w)
-    x4 = view(xf, xg + 4 * xs1, w)
-    x5 = view(xf, xg + 5 * xs1, w)
-    x6 = view(xf, xg + 6 * xs1, w)
-    x7 = view(xf, xg + 7 * xs1, w)
+    x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
     for c in range(w):
-        v0 = x0[c]
-        v1 = x1[c]
-        v2 = x2[c]
-        v3 = x3[c]
-        v4 = x4[c]
-        v5 = x5[c]
-        v6 = x6[c]
-        v7 = x7[c]
-        mo = m[c]
-        mn = _group_max8(mo, v0, v1, v2, v3, v4, v5, v6, v7)
-        sh = _sh(mn)
-        mo_out[c] = mo
-        m[c] = mn
+        v0, v1, v2, v3, v4, v5, v6, v7, sh = _step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, mo_out)
         e_a[c] = fexp_np(v0 - sh) + fexp_np(v1 - sh)
         e_b[c] = fexp_np(v2 - sh) + fexp_np(v3 - sh)
         e_c[c] = fexp_np(v4 - sh) + fexp_np(v5 - sh)

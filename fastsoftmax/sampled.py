@@ -47,6 +47,9 @@ _MIN_ROWS = 256
 _BLAS_PARALLEL_MIN = 1 << 30
 #: one chunk with at least this many logits lets the kernel use its threads
 _KERNEL_PARALLEL_MIN = 1 << 23
+#: the chunks of rows' shares of the candidates' gradient take at most this
+#: many bytes (beyond the first's); else that gradient is a phase of its own
+_SHARES_BYTES = 1 << 25
 
 
 class SampledSoftmaxGrad(NamedTuple):
@@ -204,9 +207,12 @@ def _run_phases(phases, n_threads):
     finally:
         for f in futures:
             f.cancel()
-        concurrent.futures.wait(futures)
+        if failed:
+            concurrent.futures.wait(futures)
+    # every item is done; a helper still on its way out is not waited for (a
+    # wait costs a GIL hand-over or two, 0.1-0.2 ms), only one that failed
     for f in futures:
-        if not f.cancelled():
+        if f.done() and not f.cancelled():
             f.result()          # a helper's exception
 
 
@@ -308,27 +314,57 @@ def _match_sampled(true_ids, sampled):
     return np.where(sorted_ids[pos] == true_ids, order[pos], -1)
 
 
-def _rest_rows(out, g_true, xc, true_ids, match, num_true):
+class _RestRows:
     """Gradient rows of the true ids that are not candidates, summed per id.
 
-    ``out`` is ``(>= distinct ids, dim + 1)``: weights gradient, then the bias
-    gradient in the last column.  Returns the distinct ids, sorted.
+    Rows ``out[j]`` hold the terms, ``j`` in the order of the flat (row, t)
+    positions: each chunk of rows fills in its own terms (:meth:`fill`), then
+    :meth:`finish` adds up the terms of each id that occurs more than once
+    (in that order) into the row of its first term.  So the result does not
+    depend on which thread ran a chunk.  ``out`` is ``(>= terms, dim + 1)``:
+    weights gradient, then the bias gradient in the last column.
     """
-    dim = xc.shape[1]
-    rest = np.flatnonzero(match < 0)
-    if not rest.size:
-        return np.zeros(0, dtype=np.int64)
-    order = rest[np.argsort(true_ids[rest], kind="stable")]
-    sorted_ids = true_ids[order]
-    first = np.empty(sorted_ids.size, dtype=bool)
-    first[0] = True
-    np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=first[1:])
-    starts = np.flatnonzero(first)
-    coef = g_true.reshape(-1)[order]
-    rows = coef[:, None] * xc[order // num_true]
-    np.add.reduceat(rows, starts, axis=0, out=out[:starts.size, :dim])
-    out[:starts.size, dim] = np.add.reduceat(coef.astype(np.float64), starts)
-    return sorted_ids[starts]
+
+    def __init__(self, true_ids, match, num_true, out):
+        self.pos = np.flatnonzero(match < 0)        # flat (row, t) positions, ascending
+        perm = np.argsort(true_ids[self.pos], kind="stable")
+        sorted_ids = true_ids[self.pos[perm]]
+        first = np.ones(sorted_ids.size, dtype=bool)
+        np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        self.ids = sorted_ids[starts]
+        self.rows = perm[starts]                    # the row of out that holds each id's sum
+        # the terms of the ids that occur more than once, by id, and where
+        # each such id's terms start among them
+        single = first.copy()
+        single[:-1] &= first[1:]
+        multi = np.flatnonzero(~single)
+        self.multi_terms = perm[multi]
+        self.multi_starts = np.flatnonzero(first[multi])
+        self.multi_rows = self.multi_terms[self.multi_starts]
+        self.num_true = num_true
+        self.out = out
+
+    def fill(self, g_true, xc, r0, r1):
+        """The terms of rows ``r0:r1``: ``g_true`` and ``xc`` hold those rows."""
+        nt = self.num_true
+        lo, hi = np.searchsorted(self.pos, (r0 * nt, r1 * nt))
+        if hi > lo:
+            local = self.pos[lo:hi] - r0 * nt
+            coef = g_true.reshape(-1)[local]
+            np.multiply(xc[local // nt], coef[:, None], out=self.out[lo:hi, :-1])
+            self.out[lo:hi, -1] = coef
+
+    def finish(self):
+        """Add up the terms of the ids that occur more than once; returns the
+        ids (sorted) and the rows of ``out`` that hold their gradients."""
+        if self.multi_rows.size:
+            terms = self.out[self.multi_terms]
+            self.out[self.multi_rows, :-1] = np.add.reduceat(terms[:, :-1], self.multi_starts,
+                                                             axis=0)
+            self.out[self.multi_rows, -1] = np.add.reduceat(terms[:, -1].astype(np.float64),
+                                                            self.multi_starts)
+        return self.ids, self.rows
 
 
 def _scatter_rows(all_ids, rows, biases, dtype):
@@ -508,12 +544,14 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
                    subtract_log_q, remove_accidental_hits, reduction, return_grad):
     """The computation of :func:`sampled_softmax_loss` on validated arguments.
 
-    After the gathers the work runs in two phases of items that the calling
-    thread and helpers share (:func:`_run_phases`): chunks of rows (candidate
-    logits, fused cross-entropy, ``inputs`` gradient), then blocks of
-    candidates (their ``weights`` gradient, one product over the batch).
-    Items are cut by shape only and write disjoint outputs, and BLAS runs on
-    one thread in each, so the result does not depend on the threads.
+    After the gathers the work runs in items that the calling thread and
+    helpers share (:func:`_run_phases`): chunks of rows (candidate logits,
+    fused cross-entropy, ``inputs`` gradient, and the chunk's share of the
+    candidates' ``weights`` gradient, added up afterwards in chunk order).
+    When those shares would take too much memory, the ``weights`` gradient is
+    a phase of its own instead, blocks of candidates each one product over
+    the batch.  Items are cut by shape only, write disjoint outputs, and BLAS
+    runs on one thread in each, so the result does not depend on the threads.
     """
     batch, num_true = y.shape
     num_sampled = sampled.size
@@ -553,16 +591,21 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
         fold_rows, fold_t, fold_cols = fold // num_true, fold % num_true, num_true + match[fold]
 
     # ---- chunks ----------------------------------------------------------------
-    # phase 1, chunks of rows: logits, cross-entropy, inputs gradient; phase 2,
-    # blocks of candidates: their weights/biases gradient (one product over
-    # the whole batch).  Items depend on the shape only and write disjoint
-    # outputs.
+    # phase 1, chunks of rows: logits, cross-entropy, inputs gradient and the
+    # chunk's share of the candidates' weights/biases gradient; or, when the
+    # shares would be big, phase 2, blocks of candidates: their weights/biases
+    # gradient (one product over the whole batch).  Items depend on the shape
+    # only and write disjoint outputs.
     work = batch * num_sampled * dim
     n_rows = int(max(1, min(_MAX_CHUNKS, batch // _MIN_ROWS, work // _CHUNK_WORK)))
     row_bounds = [batch * c // n_rows for c in range(n_rows + 1)]
     n_cols = int(max(1, min(_MAX_CHUNKS, num_sampled // _MIN_ROWS, work // _CHUNK_WORK)))
     col_bounds = [num_sampled * c // n_cols for c in range(n_cols + 1)]
     two_phase = return_grad and match is not None
+    # each chunk of rows adds its share to the candidates' gradient (a start of
+    # the next phase costs 50-170 us of GIL hand-over on a 5 ms call)
+    shared = two_phase and ((n_rows - 1) * num_sampled * (dim + 1)
+                            * np.dtype(compute).itemsize <= _SHARES_BYTES)
     # a helper thread is only worth waking for a few chunks of work, and only
     # when BLAS can be kept to one thread per chunk (else the threads of both
     # would oversubscribe the cores)
@@ -594,12 +637,13 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
     if return_grad:
         grad_x = np.empty((batch, dim), dtype=compute)
     if two_phase:
-        # candidates' weights and bias gradients, then room for the other true ids
-        cand = np.empty((num_sampled + int(np.count_nonzero(match < 0)), dim + 1),
-                        dtype=compute)
         # the inputs with a column of ones: against it the products give the
         # candidates' bias gradient (the sum over the batch) as a last column
         x_aug = np.empty((batch, dim + 1), dtype=compute)
+        # candidates' weights and bias gradients, then the other true ids'
+        cand = np.empty((num_sampled + true_ids.size, dim + 1), dtype=compute)
+        rest = _RestRows(true_ids, match, num_true, cand[num_sampled:])
+        shares = np.empty((n_rows - 1 if shared else 0, num_sampled, dim + 1), dtype=compute)
 
     def gather(c):
         # rows of weights at random places of a large matrix: bound by memory
@@ -650,23 +694,24 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
                 g[rr, fold_cols[lo:hi]] += g[rr, fold_t[lo:hi]]
             else:              # a row may hold a true id twice
                 np.add.at(g, (rr, fold_cols[lo:hi]), g[rr, fold_t[lo:hi]])
-
-    extra = []
+        rest.fill(g[:, :num_true], xc[r0:r1], r0, r1)
+        if shared:
+            np.matmul(g[:, num_true:].T, xa, out=cand[:num_sampled] if c == 0 else shares[c - 1])
 
     def cols(c):
-        if c == 0:  # the true ids that are not candidates
-            extra.append(_rest_rows(cand[num_sampled:], logits[:, :num_true], xc, true_ids,
-                                    match, num_true))
-            return
-        c0, c1 = col_bounds[c - 1], col_bounds[c]
+        c0, c1 = col_bounds[c], col_bounds[c + 1]
         np.matmul(logits[:, num_true + c0:num_true + c1].T, x_aug, out=cand[c0:c1])
 
     n_gather = 2 if n_threads > 1 and num_sampled >= _MIN_ROWS else 1
     phases = [(gather, n_gather), (rows, n_rows)]
-    if two_phase:
-        phases.append((cols, n_cols + 1))
+    if two_phase and not shared:
+        phases.append((cols, n_cols))
     with blas:
         _run_phases(phases, n_threads)
+    if two_phase:
+        for share in shares:    # in chunk order
+            cand[:num_sampled] += share
+        rest_ids, rest_rows = rest.finish()
 
     if reduction == "none":
         loss = row_loss.astype(result)
@@ -691,9 +736,11 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
             np.concatenate([g_true.reshape(-1), g_sampled.sum(axis=0)]).astype(np.float64),
             compute)
     else:
-        ids = np.concatenate([sampled, extra[0]])
+        ids = np.concatenate([sampled, rest_ids])
         perm = np.argsort(ids)  # (distinct ids)
-        ids, grad_w, grad_b = ids[perm], np.take(cand[:, :dim], perm, axis=0), cand[perm, dim]
+        src = np.concatenate([np.arange(num_sampled), num_sampled + rest_rows])[perm]
+        # (indexing copies the rows of a strided array twice as fast as np.take)
+        ids, grad_w, grad_b = ids[perm], cand[src, :dim], cand[src, dim]
     return loss, SampledSoftmaxGrad(grad_x.astype(result, copy=False), ids,
                                     grad_w.astype(result, copy=False),
                                     grad_b.astype(result, copy=False))

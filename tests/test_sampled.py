@@ -301,12 +301,20 @@ def test_errors():
 
 
 @pytest.mark.parametrize("num_true", [1, 2])
-def test_chunked_work_is_thread_count_independent(backend, num_true):
+@pytest.mark.parametrize("layout", ["shares", "four_shares", "cols_phase"])
+def test_chunked_work_is_thread_count_independent(backend, num_true, layout, monkeypatch):
     """A problem big enough to be cut into several chunks of rows and of
     candidates (run on helper threads with single-threaded BLAS) gives the
     same bits for 1, 2 and 3 threads, matches the float64 reference, and
-    leaves the BLAS thread count as it was."""
+    leaves the BLAS thread count as it was: with the candidates' weights
+    gradient added up from the chunks of rows' shares (2 or 4 chunks), and
+    as a phase of its own (shares too big)."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fastsoftmax import sampled as sampled_mod
+    if layout == "four_shares":
+        monkeypatch.setattr(sampled_mod, "_CHUNK_WORK", sampled_mod._CHUNK_WORK // 2)
+    elif layout == "cols_phase":
+        monkeypatch.setattr(sampled_mod, "_SHARES_BYTES", 0)
     W, b, labels, x = problem(num_classes=3000, dim=128, batch=1100, num_true=num_true, seed=4)
     cand = LogUniformSampler(3000).sample_candidates(1100, labels, seed=7)
 

@@ -99,8 +99,17 @@ class _BlasThreads:
         self._blas = None       # threadpoolctl controller of the BLAS libraries, or False
         self._depth = 0
         self._limiter = None
+        self._stale = False     # a BLAS was loaded since: look again when idle
+
+    def rescan(self):
+        """Look for the BLAS libraries again before the next use (one was
+        loaded since they were found)."""
+        with self._lock:
+            self._stale = True
 
     def _find(self):
+        if self._stale and self._depth == 0:
+            self._blas, self._stale = None, False
         if self._blas is None:
             try:
                 from threadpoolctl import ThreadpoolController
@@ -214,6 +223,25 @@ def _run_phases(phases, n_threads):
     for f in futures:
         if f.done() and not f.cancelled():
             f.result()          # a helper's exception
+
+
+@functools.lru_cache(maxsize=None)
+def _scipy_gemm():
+    """SciPy's BLAS ``sgemm`` / ``dgemm`` for C code, by dtype, or None.
+
+    ``scipy.linalg.cython_blas`` is SciPy's public interface to BLAS for
+    compiled code (Numba's ``np.dot`` uses it the same way); it lets the
+    Cython backend run the whole chunked step without the GIL.  Without
+    SciPy the step runs on Python threads, BLAS through NumPy.
+    """
+    try:
+        from scipy.linalg import cython_blas
+        capi = cython_blas.__pyx_capi__
+        gemm = {np.dtype(np.float32): capi["sgemm"], np.dtype(np.float64): capi["dgemm"]}
+    except Exception:  # not installed, or an unexpected build: the NumPy path
+        return None
+    _single_thread_blas.rescan()    # SciPy's own BLAS is loaded now: limit it too
+    return gemm
 
 
 @functools.lru_cache(maxsize=8)
@@ -702,10 +730,29 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
         c0, c1 = col_bounds[c], col_bounds[c + 1]
         np.matmul(logits[:, num_true + c0:num_true + c1].T, x_aug, out=cand[c0:c1])
 
+    # the chunks' work in C without the GIL (Cython backend, SciPy's BLAS), or
+    # in Python, BLAS through NumPy; either way on the threads of _run_phases
+    step = gemm = None
+    if shared and w.dtype == compute and w.strides[1] == w.itemsize and w.strides[0] >= 0:
+        step = getattr(_backends.kernels_for(None, "SampledStep"), "SampledStep", None)
+        gemm = _scipy_gemm() if step is not None else None
     n_gather = 2 if n_threads > 1 and num_sampled >= _MIN_ROWS else 1
-    phases = [(gather, n_gather), (rows, n_rows)]
-    if two_phase and not shared:
-        phases.append((cols, n_cols))
+    if gemm is not None:
+        bias_true = b[true_ids].astype(np.float64).reshape(batch, num_true)
+        if log_true is not None:
+            bias_true -= log_true
+        i64 = functools.partial(np.ascontiguousarray, dtype=np.int64)
+        step = step(gemm[np.dtype(compute)], w, i64(sampled), w_aug, np.ascontiguousarray(xc),
+                    x_aug, i64(y), bias_true.astype(compute), i64(hit_rows), i64(hit_cols),
+                    logits, ce_target, grad_scale, row_loss, grad_x, i64(fold_rows),
+                    i64(fold_t), i64(fold_cols), i64(rest.pos), cand[num_sampled:],
+                    cand[:num_sampled], shares, np.array(row_bounds, dtype=np.int64))
+        phases = [(lambda i: step.gather(i, n_gather), n_gather), (step.chunk, n_rows)]
+        blas = _single_thread_blas
+    else:
+        phases = [(gather, n_gather), (rows, n_rows)]
+        if two_phase and not shared:
+            phases.append((cols, n_cols))
     with blas:
         _run_phases(phases, n_threads)
     if two_phase:

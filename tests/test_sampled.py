@@ -6,13 +6,23 @@ import fastsoftmax
 from fastsoftmax import (Candidates, LogUniformSampler, SampledSoftmaxGrad, UniformSampler,
                          UnigramSampler, sampled_softmax_loss)
 
+from fastsoftmax import sampled as sampled_mod
+
 BACKENDS = [b for b, ok in fastsoftmax.available_backends().items() if ok is True]
+HAVE_C_STEP = "cython" in BACKENDS and sampled_mod._scipy_gemm() is not None
+# the Cython backend runs the chunked step in C with SciPy's BLAS; without
+# SciPy (here: "cython/python-step") it runs in Python like the other backends
+STEPS = BACKENDS + (["cython/python-step"] if HAVE_C_STEP else [])
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    with fastsoftmax.use_backend(request.param):
-        yield request.param
+@pytest.fixture(params=STEPS)
+def backend(request, monkeypatch):
+    name = request.param
+    if name.endswith("/python-step"):
+        monkeypatch.setattr(sampled_mod, "_scipy_gemm", lambda: None)
+        name = name.split("/")[0]
+    with fastsoftmax.use_backend(name):
+        yield name
 
 
 def reference(W, b, labels, x, sampled, true_exp, sampled_exp, remove_hits=True,
@@ -345,3 +355,110 @@ def test_chunked_work_is_thread_count_independent(backend, num_true, layout, mon
     dW, db = dense(g, W.shape)
     np.testing.assert_allclose(dW, gW, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(db, gb, rtol=1e-9, atol=1e-12)
+
+
+needs_c_step = pytest.mark.skipif(not HAVE_C_STEP, reason="needs the Cython backend and SciPy")
+
+
+def _record_steps(monkeypatch):
+    """Make the Cython backend's SampledStep record its arguments."""
+    from fastsoftmax.kernels import cython_backend
+    real, calls = cython_backend.SampledStep, []
+
+    def step(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(cython_backend, "SampledStep", step)
+    return real, calls
+
+
+@needs_c_step
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_c_step_used_and_agrees_with_python_step(dtype, monkeypatch):
+    """With SciPy the Cython backend runs the chunks in C (contiguous weights
+    of the compute type); its results agree with the Python step's, and
+    weights of another layout take the Python step."""
+    _, calls = _record_steps(monkeypatch)
+    W, b, labels, x = problem(num_classes=300, dim=24, batch=40, num_true=2, dtype=dtype, seed=3)
+    cand = LogUniformSampler(300).sample_candidates(60, labels, seed=2)
+    kw = dict(num_true=2, sampled_values=cand, return_grad=True)
+    with fastsoftmax.use_backend("cython"):
+        loss_c, g_c = sampled_softmax_loss(W, b, labels, x, 60, **kw)
+        assert len(calls) == 1
+        loss_f, g_f = sampled_softmax_loss(np.asfortranarray(W), b, labels, x, 60, **kw)
+        assert len(calls) == 1          # a column-major W: the Python step
+        monkeypatch.setattr(sampled_mod, "_scipy_gemm", lambda: None)
+        loss_p, g_p = sampled_softmax_loss(W, b, labels, x, 60, **kw)
+        assert len(calls) == 1
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    for loss, g in ((loss_f, g_f), (loss_p, g_p)):
+        np.testing.assert_allclose(loss, loss_c, **tol)
+        np.testing.assert_array_equal(g.ids, g_c.ids)
+        for a, c in zip(g, g_c):
+            np.testing.assert_allclose(a, c, **tol)
+
+
+@needs_c_step
+def test_c_step_checks_every_index(monkeypatch):
+    """SampledStep refuses an out-of-range or unsorted index, a wrong shape
+    or dtype, or a capsule that is not a gemm, before any C code runs."""
+    real, calls = _record_steps(monkeypatch)
+    W, b, labels, x = problem(num_classes=100, dim=8, batch=12, num_true=1, dtype=np.float32,
+                              seed=5)
+    # labels that are candidates too, and accidental hits
+    cand = UniformSampler(100).sample_candidates(30, labels, seed=1)
+    with fastsoftmax.use_backend("cython"):
+        sampled_softmax_loss(W, b, labels, x, 30, sampled_values=cand, return_grad=True)
+    (args,) = calls
+    names = ["gemm", "w", "sampled", "w_aug", "x", "x_aug", "true_ids", "bias_true", "hit_rows",
+             "hit_cols", "logits", "ce_target", "grad_scale", "row_loss", "grad_x", "fold_rows",
+             "fold_t", "fold_cols", "rest_pos", "rest_out", "cand", "shares", "row_bounds"]
+    assert len(args) == len(names)
+    base = dict(zip(names, args))
+    real(*base.values())                # the recorded arguments are valid
+    assert base["fold_rows"].size and base["rest_pos"].size
+
+    def refused(exc=ValueError, **change):
+        kw = {k: (np.array(v, copy=True) if isinstance(v, np.ndarray) else v)
+              for k, v in base.items()}
+        outputs = [kw[k] for k in ("logits", "grad_x", "cand", "rest_out", "w_aug")]
+        for out in outputs:
+            out[...] = 7.0
+        kw.update(change)
+        with pytest.raises(exc):
+            real(*kw.values())
+        for out in outputs:
+            np.testing.assert_array_equal(out, 7.0)   # nothing ran
+
+    def bumped(name, pos, value):
+        a = np.array(base[name], copy=True)
+        a[pos] = value
+        return a
+
+    B, S = x.shape[0], 30
+    refused(sampled=bumped("sampled", 0, 100))
+    refused(sampled=bumped("sampled", 0, -1))
+    refused(true_ids=bumped("true_ids", (0, 0), 100))
+    refused(fold_rows=bumped("fold_rows", 0, B))
+    refused(fold_t=bumped("fold_t", 0, 1))
+    refused(fold_cols=bumped("fold_cols", 0, 1 + S))
+    refused(fold_cols=bumped("fold_cols", 0, 0))
+    refused(rest_pos=bumped("rest_pos", -1, B))
+    refused(rest_pos=base["rest_pos"][::-1].copy() if base["rest_pos"].size > 1
+            else np.array([B], dtype=np.int64))
+    refused(row_bounds=np.array([0, B - 1], dtype=np.int64))
+    refused(row_bounds=np.array([0, B + 1], dtype=np.int64))
+    refused(hit_rows=np.array([B], dtype=np.int64), hit_cols=np.array([0], dtype=np.int64))
+    refused(hit_rows=np.array([0], dtype=np.int64), hit_cols=np.array([S], dtype=np.int64))
+    refused(rest_out=base["rest_out"][:max(0, base["rest_pos"].size - 1)].copy())
+    refused(logits=np.zeros((B, S + 2), np.float32))
+    refused(x=base["x"].astype(np.float64))
+    refused(shares=np.zeros((1, S, 9), np.float32))
+    refused(w=np.asfortranarray(W))
+    refused(TypeError, gemm=sampled_mod._scipy_gemm()[np.dtype(np.float64)])
+    refused(TypeError, gemm=object())
+    step = real(*base.values())
+    for bad in ((step.chunk, (1,)), (step.chunk, (-1,)), (step.gather, (2, 2))):
+        with pytest.raises(ValueError):
+            bad[0](*bad[1])

@@ -9,6 +9,7 @@ from ._kernels import (  # noqa: F401
     cross_entropy_fast,
     cross_entropy_index_rows,
     cross_entropy_prob_rows,
+    SampledStep,
     softmax_cols,
     softmax_fast,
     softmax_rows,
@@ -17,7 +18,7 @@ from ._kernels import (  # noqa: F401
 NAME = "cython"
 
 __all__ = ["NAME", "softmax_rows", "softmax_cols", "cross_entropy_index_rows",
-           "cross_entropy_prob_rows", "warmup"]
+           "cross_entropy_prob_rows", "SampledStep", "warmup"]
 
 
 def warmup():

@@ -8,6 +8,7 @@ kernel never reads or writes out of bounds, whatever it is given) and
 releases the GIL around large calls.
 """
 cimport numpy as cnp
+from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer
 from libc.stdint cimport int64_t
 
 import numpy as np
@@ -56,6 +57,43 @@ cdef extern from "fsm_kernels.h" nogil:
                              const char *t, Py_ssize_t ts, const double *w, double eps,
                              double grad_scale, double *loss, char *grad, Py_ssize_t gs,
                              int n_threads)
+
+cdef extern from "fsm_sampled.h" nogil:
+    ctypedef struct fsm_sampled_args:
+        void *gemm
+        Py_ssize_t batch, num_true, num_sampled, dim
+        const char *w
+        Py_ssize_t ws
+        const int64_t *sampled
+        void *w_aug
+        const void *x
+        void *x_aug
+        const int64_t *true_ids
+        const void *bias_true
+        const int64_t *hit_rows
+        const int64_t *hit_cols
+        Py_ssize_t n_hits
+        void *logits
+        const int64_t *ce_index
+        const void *ce_prob
+        double grad_scale
+        double *row_loss
+        void *grad_x
+        const int64_t *fold_rows
+        const int64_t *fold_t
+        const int64_t *fold_cols
+        Py_ssize_t n_fold
+        const int64_t *rest_pos
+        Py_ssize_t n_rest
+        void *rest_out
+        void *cand
+        void *shares
+        const int64_t *row_bounds
+        Py_ssize_t n_rows
+    void fsm_sampled_gather_f32(const fsm_sampled_args *a, Py_ssize_t i0, Py_ssize_t i1)
+    void fsm_sampled_gather_f64(const fsm_sampled_args *a, Py_ssize_t i0, Py_ssize_t i1)
+    int fsm_sampled_chunk_f32(const fsm_sampled_args *a, Py_ssize_t c)
+    int fsm_sampled_chunk_f64(const fsm_sampled_args *a, Py_ssize_t c)
 
 fsm_init()
 
@@ -522,6 +560,189 @@ def cross_entropy_prob_rows(cnp.ndarray logits not None, cnp.ndarray target not 
 
 
 # ---------------------------------------------------------------- test hooks
+
+cdef void *_buf(cnp.ndarray a, int typ, Py_ssize_t n0, Py_ssize_t n1, str name) except? NULL:
+    """Data of a native, aligned, C-contiguous array of type typ and shape
+    (n0,) (n1 < 0) or (n0, n1); n0 < 0 accepts any first dimension."""
+    cdef int nd = 1 if n1 < 0 else 2
+    if (cnp.PyArray_TYPE(a) != typ or not cnp.PyArray_ISNOTSWAPPED(a)
+            or cnp.PyArray_NDIM(a) != nd or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+            or not cnp.PyArray_ISALIGNED(a)
+            or (n0 >= 0 and cnp.PyArray_DIMS(a)[0] != n0)
+            or (nd == 2 and cnp.PyArray_DIMS(a)[1] != n1)):
+        want = np.dtype(np.float32 if typ == cnp.NPY_FLOAT else
+                        np.float64 if typ == cnp.NPY_DOUBLE else np.int64)
+        dims = ("n" if n0 < 0 else str(n0)) + ("," if nd == 1 else f", {n1}")
+        raise ValueError(f"{name} must be a C-contiguous {want} array of shape ({dims}), "
+                         f"got {a.dtype} {(<object>a).shape}")
+    return cnp.PyArray_DATA(a)
+
+
+cdef int _check_ids(cnp.ndarray a, int64_t lo, int64_t hi, bint ascending, str name) except -1:
+    """Every entry of the int64 vector a in [lo, hi), nondecreasing if asked."""
+    cdef const int64_t *p = <const int64_t *>cnp.PyArray_DATA(a)
+    cdef Py_ssize_t i, n = cnp.PyArray_DIMS(a)[0]
+    for i in range(n):
+        if p[i] < lo or p[i] >= hi or (ascending and i > 0 and p[i] < p[i - 1]):
+            raise ValueError(f"{name}[{i}] = {p[i]} is out of range [{lo}, {hi})"
+                             + (" or out of order" if ascending else ""))
+    return 0
+
+
+cdef void *_gemm_ptr(object gemm, int typ) except NULL:
+    """The function pointer of a SciPy cython_blas ?gemm capsule for typ."""
+    cdef const char *name
+    if not PyCapsule_CheckExact(gemm):
+        raise TypeError("gemm must be the PyCapsule of scipy.linalg.cython_blas' sgemm or dgemm")
+    name = PyCapsule_GetName(gemm)
+    text = (<bytes>name).decode() if name != NULL else ""
+    scalar = "cython_blas_s *" if typ == cnp.NPY_FLOAT else "cython_blas_d *"
+    if (not text.startswith("void (char *, char *, int *, int *, int *, ")
+            or text.count(scalar) != 5 or text.count("int *") != 6):
+        raise TypeError(f"gemm has the signature {text!r}, not that of a Fortran "
+                        f"{'s' if typ == cnp.NPY_FLOAT else 'd'}gemm")
+    return PyCapsule_GetPointer(gemm, name)
+
+
+cdef class SampledStep:
+    """The chunked step of a sampled softmax loss with gradients, in C:
+    ``gather(part, parts)`` gathers a part of the candidates' rows of
+    weights, then ``chunk(c)`` runs chunk ``c`` of rows (fsm_sampled.h lists
+    the steps); each call runs without the GIL, so the caller's threads
+    share the parts and chunks (fastsoftmax.sampled prepares the arguments).
+
+    ``gemm`` is the PyCapsule of SciPy's ``cython_blas`` ``sgemm`` (float32)
+    or ``dgemm`` (float64), which the caller keeps on one thread.  Shapes:
+    ``w`` (num_classes, dim) with unit inner stride, ``sampled`` (S,),
+    ``w_aug`` (S, dim + 1) with its last column set, ``x`` (B, dim),
+    ``x_aug`` (B, dim + 1), ``true_ids`` and ``bias_true`` (B, num_true),
+    ``hit_rows``/``hit_cols`` (H,) sorted by row, ``logits`` (B, num_true + S),
+    ``ce_target`` int64 zeros (B,) for num_true == 1, else target
+    probabilities like ``logits``, ``row_loss`` float64 (B,), ``grad_x``
+    (B, dim), ``fold_rows``/``fold_t``/``fold_cols`` (F,) sorted by row,
+    ``rest_pos`` (N,) ascending, ``rest_out`` (>= N, dim + 1), ``cand``
+    (S, dim + 1), ``shares`` (n_rows - 1, S, dim + 1), ``row_bounds``
+    (n_rows + 1,) from 0 to B.  Every index the C code follows is checked
+    here; the float arrays share one type.  The object keeps the arrays.
+    """
+    cdef fsm_sampled_args a
+    cdef int typ
+    cdef object arrays
+
+    def __init__(self, object gemm, cnp.ndarray w not None, cnp.ndarray sampled not None,
+                 cnp.ndarray w_aug not None, cnp.ndarray x not None,
+                 cnp.ndarray x_aug not None, cnp.ndarray true_ids not None,
+                 cnp.ndarray bias_true not None, cnp.ndarray hit_rows not None,
+                 cnp.ndarray hit_cols not None, cnp.ndarray logits not None,
+                 cnp.ndarray ce_target not None, double grad_scale,
+                 cnp.ndarray row_loss not None, cnp.ndarray grad_x not None,
+                 cnp.ndarray fold_rows not None, cnp.ndarray fold_t not None,
+                 cnp.ndarray fold_cols not None, cnp.ndarray rest_pos not None,
+                 cnp.ndarray rest_out not None, cnp.ndarray cand not None,
+                 cnp.ndarray shares not None, cnp.ndarray row_bounds not None):
+        cdef int typ = _float_type(logits, "logits")
+        cdef int I64 = cnp.NPY_INT64
+        cdef fsm_sampled_args a
+        if cnp.PyArray_NDIM(w) != 2 or cnp.PyArray_NDIM(true_ids) != 2:
+            raise ValueError("w and true_ids must be 2-D")
+        if (cnp.PyArray_TYPE(w) != typ or not cnp.PyArray_ISNOTSWAPPED(w)
+                or not cnp.PyArray_ISALIGNED(w) or cnp.PyArray_STRIDES(w)[0] < 0
+                or cnp.PyArray_STRIDES(w)[1] != cnp.PyArray_ITEMSIZE(w)):
+            raise ValueError("w must be an aligned array of the logits' type with unit inner "
+                             "stride and a nonnegative row stride")
+        cdef Py_ssize_t C = cnp.PyArray_DIMS(w)[0], D = cnp.PyArray_DIMS(w)[1]
+        cdef Py_ssize_t B = cnp.PyArray_DIMS(true_ids)[0], nt = cnp.PyArray_DIMS(true_ids)[1]
+        cdef Py_ssize_t S = cnp.PyArray_DIMS(sampled)[0] if cnp.PyArray_NDIM(sampled) == 1 else -1
+        cdef Py_ssize_t n_rows = cnp.PyArray_DIMS(row_bounds)[0] - 1
+        if D < 1 or nt < 1 or S < 1 or n_rows < 1:
+            raise ValueError("dim, num_true, num_sampled and the chunks must be at least 1")
+        if max(B, S + nt, D + 1) > 2**31 - 1:
+            raise ValueError("dimensions too large for a 32-bit BLAS")
+        a.gemm = _gemm_ptr(gemm, typ)
+        a.batch, a.num_true, a.num_sampled, a.dim = B, nt, S, D
+        a.w = cnp.PyArray_BYTES(w)
+        a.ws = cnp.PyArray_STRIDES(w)[0]
+        a.sampled = <const int64_t *>_buf(sampled, I64, S, -1, "sampled")
+        a.w_aug = _buf(w_aug, typ, S, D + 1, "w_aug")
+        a.x = _buf(x, typ, B, D, "x")
+        a.x_aug = _buf(x_aug, typ, B, D + 1, "x_aug")
+        a.true_ids = <const int64_t *>_buf(true_ids, I64, B, nt, "true_ids")
+        a.bias_true = _buf(bias_true, typ, B, nt, "bias_true")
+        a.hit_rows = <const int64_t *>_buf(hit_rows, I64, -1, -1, "hit_rows")
+        a.n_hits = cnp.PyArray_DIMS(hit_rows)[0]
+        a.hit_cols = <const int64_t *>_buf(hit_cols, I64, a.n_hits, -1, "hit_cols")
+        a.logits = _buf(logits, typ, B, nt + S, "logits")
+        if nt == 1:
+            a.ce_index = <const int64_t *>_buf(ce_target, I64, B, -1, "ce_target")
+            a.ce_prob = NULL
+        else:
+            a.ce_index = NULL
+            a.ce_prob = _buf(ce_target, typ, B, nt + S, "ce_target")
+        a.grad_scale = grad_scale
+        a.row_loss = <double *>_buf(row_loss, cnp.NPY_DOUBLE, B, -1, "row_loss")
+        a.grad_x = _buf(grad_x, typ, B, D, "grad_x")
+        a.fold_rows = <const int64_t *>_buf(fold_rows, I64, -1, -1, "fold_rows")
+        a.n_fold = cnp.PyArray_DIMS(fold_rows)[0]
+        a.fold_t = <const int64_t *>_buf(fold_t, I64, a.n_fold, -1, "fold_t")
+        a.fold_cols = <const int64_t *>_buf(fold_cols, I64, a.n_fold, -1, "fold_cols")
+        a.rest_pos = <const int64_t *>_buf(rest_pos, I64, -1, -1, "rest_pos")
+        a.n_rest = cnp.PyArray_DIMS(rest_pos)[0]
+        a.rest_out = _buf(rest_out, typ, -1, D + 1, "rest_out")
+        if cnp.PyArray_DIMS(rest_out)[0] < a.n_rest:
+            raise ValueError(f"rest_out has {cnp.PyArray_DIMS(rest_out)[0]} rows, fewer than the "
+                             f"{a.n_rest} of rest_pos")
+        a.cand = _buf(cand, typ, S, D + 1, "cand")
+        if (cnp.PyArray_NDIM(shares) != 3 or cnp.PyArray_DIMS(shares)[0] != n_rows - 1
+                or cnp.PyArray_DIMS(shares)[1] != S or cnp.PyArray_DIMS(shares)[2] != D + 1
+                or cnp.PyArray_TYPE(shares) != typ or not cnp.PyArray_ISNOTSWAPPED(shares)
+                or not cnp.PyArray_IS_C_CONTIGUOUS(shares) or not cnp.PyArray_ISALIGNED(shares)):
+            raise ValueError(f"shares must be a C-contiguous array of the logits' type of "
+                             f"shape ({n_rows - 1}, {S}, {D + 1})")
+        a.shares = cnp.PyArray_DATA(shares)
+        a.row_bounds = <const int64_t *>_buf(row_bounds, I64, n_rows + 1, -1, "row_bounds")
+        a.n_rows = n_rows
+        # every index the C code follows, checked here
+        _check_ids(sampled, 0, C, False, "sampled")
+        _check_ids(true_ids.reshape(-1), 0, C, False, "true_ids")
+        _check_ids(hit_rows, 0, B, True, "hit_rows")
+        _check_ids(hit_cols, 0, S, False, "hit_cols")
+        _check_ids(fold_rows, 0, B, True, "fold_rows")
+        _check_ids(fold_t, 0, nt, False, "fold_t")
+        _check_ids(fold_cols, nt, nt + S, False, "fold_cols")
+        _check_ids(rest_pos, 0, B * nt, True, "rest_pos")
+        _check_ids(row_bounds, 0, B + 1, True, "row_bounds")
+        if a.row_bounds[0] != 0 or a.row_bounds[n_rows] != B:
+            raise ValueError(f"row_bounds must run from 0 to {B}")
+        self.a = a
+        self.typ = typ
+        self.arrays = (gemm, w, sampled, w_aug, x, x_aug, true_ids, bias_true, hit_rows, hit_cols,
+                       logits, ce_target, row_loss, grad_x, fold_rows, fold_t, fold_cols,
+                       rest_pos, rest_out, cand, shares, row_bounds)
+
+    def gather(self, Py_ssize_t part, Py_ssize_t parts):
+        """Gather part ``part`` of ``parts`` of the candidates' rows."""
+        if parts < 1 or not 0 <= part < parts:
+            raise ValueError(f"part {part} of {parts}")
+        cdef Py_ssize_t S = self.a.num_sampled
+        cdef Py_ssize_t i0 = S * part // parts, i1 = S * (part + 1) // parts
+        with nogil:
+            if self.typ == cnp.NPY_FLOAT:
+                fsm_sampled_gather_f32(&self.a, i0, i1)
+            else:
+                fsm_sampled_gather_f64(&self.a, i0, i1)
+
+    def chunk(self, Py_ssize_t c):
+        """Run chunk ``c`` of rows (after every part of the gather)."""
+        if not 0 <= c < self.a.n_rows:
+            raise ValueError(f"chunk {c} of {self.a.n_rows}")
+        cdef int rc
+        with nogil:
+            if self.typ == cnp.NPY_FLOAT:
+                rc = fsm_sampled_chunk_f32(&self.a, c)
+            else:
+                rc = fsm_sampled_chunk_f64(&self.a, c)
+        _ce_rc(rc)
+
 
 def _exp(x, bint nonpositive=False):
     """The kernels' vectorised exp applied to a float32/float64 array (tests only).

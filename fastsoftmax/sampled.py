@@ -493,6 +493,13 @@ def sampled_softmax_loss(weights, biases, labels, inputs, num_sampled, num_class
     positive when ``subtract_log_q`` (a true class the sampler can never
     draw raises ``ValueError``).
 
+    The work is cut into chunks of rows by shape alone and the chunks run
+    on ``fastsoftmax.get_num_threads()`` threads with single-threaded BLAS,
+    so the result does not depend on the thread count.  With the Cython
+    backend and SciPy installed, each chunk runs in C without the GIL (BLAS
+    through ``scipy.linalg.cython_blas``); otherwise in Python with NumPy's
+    BLAS.  The two round differently in the last bits.
+
     Examples
     --------
     >>> import numpy as np

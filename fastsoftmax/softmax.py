@@ -19,13 +19,9 @@ def _fast_path(kernels, x, axis, out, log):
     """The simple case, or None: a C-ordered native float32/float64 ndarray
     over its last axis (or over everything), out= absent or a C-ordered
     array of the same shape and dtype that is x itself or does not overlap
-    it.  A backend may do the checks and the call in compiled code
-    (``softmax_fast``, optional in the kernel contract); otherwise they are
-    done here."""
-    # (a module's __dict__: a missing attribute costs getattr half a us)
-    fast = kernels.__dict__.get("softmax_fast")
-    if fast is not None:
-        return fast(x, axis, out, log, _backends._num_threads)
+    it.  For backends without their own ``softmax_fast`` (optional in the
+    kernel contract: the same checks and call, possibly in compiled code;
+    ``_softmax`` calls it directly)."""
     if type(x) is not np.ndarray or not x.flags.c_contiguous:
         return None
     ndim = x.ndim
@@ -51,7 +47,12 @@ def _fast_path(kernels, x, axis, out, log):
 def _softmax(x, axis, out, dtype, backend, log):
     if dtype is None:
         kernels = _backends.kernels_for(backend, "softmax_rows")
-        res = _fast_path(kernels, x, axis, out, log)
+        # (a module's __dict__: a missing attribute costs getattr half a us)
+        fast = kernels.__dict__.get("softmax_fast")
+        if fast is not None:
+            res = fast(x, axis, out, log, _backends._num_threads)
+        else:
+            res = _fast_path(kernels, x, axis, out, log)
         if res is not None:
             return res
     arr = as_real_array(x, "x")

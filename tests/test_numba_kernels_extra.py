@@ -157,3 +157,79 @@ def test_long_scratch_rows_match_scipy(dtype):
             ok = ~np.isnan(want)
             rtol = 1e-5 if dtype == np.float32 else 1e-14
             np.testing.assert_allclose(got[ok], want[ok], rtol=rtol, atol=1e-30)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 2, 10, nb_softmax.SMALL_K - 1])
+def test_short_rows_every_lane_of_the_row_blocks(dtype, k):
+    """Short rows (``k < SMALL_K``: ``SMALL_LANES`` rows per block, one
+    lane each) for row counts around the block size, with NaN, +inf, -inf,
+    an all -inf row and a far-off value in every lane in turn: SciPy's
+    result, and the same bits from strided rows, a strided output and in
+    place."""
+    lanes = nb_softmax.SMALL_LANES
+    rng = np.random.default_rng(k)
+    specials = (np.nan, np.inf, -np.inf, None, 80.0 if dtype == np.float32 else 700.0)
+    for n in (1, lanes - 1, lanes, lanes + 1, 2 * lanes + 3):
+        x = (rng.normal(size=(n, k)) * 4).astype(dtype)
+        for r in range(n):
+            special = specials[r % len(specials)]
+            if special is None:
+                x[r] = -np.inf
+            else:
+                x[r, rng.integers(0, k)] = special
+        wide = np.zeros((n, k + 3), dtype=dtype)
+        wide[:, 1:k + 1] = x
+        for log in (False, True):
+            f = fastsoftmax.log_softmax if log else fastsoftmax.softmax
+            got = f(x, axis=-1, backend="numba")
+            want = _scipy(x, -1, log)
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+            ok = ~np.isnan(want)
+            rtol = 1e-5 if dtype == np.float32 else 1e-13
+            np.testing.assert_allclose(got[ok].astype(np.float64), want[ok], rtol=rtol, atol=1e-30)
+            np.testing.assert_array_equal(f(wide[:, 1:k + 1], axis=-1, backend="numba"), got)
+            out = np.full((n, k + 3), 7, dtype=dtype)
+            f(x, axis=-1, out=out[:, 2:k + 2], backend="numba")
+            np.testing.assert_array_equal(out[:, 2:k + 2], got)
+            assert np.all(out[:, :2] == 7) and np.all(out[:, k + 2:] == 7)
+            y = x.copy()
+            f(y, axis=-1, out=y, backend="numba")
+            np.testing.assert_array_equal(y, got)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("log", [False, True])
+def test_fast_path_declines_what_it_cannot_take(dtype, log):
+    """The public fast path leaves shapes, C order, alignment and overlap
+    to the compiled kernel, which must decline (the general path then
+    checks, copies or raises): each case gives the right result or error."""
+    f = fastsoftmax.log_softmax if log else fastsoftmax.softmax
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(8, 6)).astype(dtype)
+    want = f(x.copy(), axis=-1, backend="numpy")
+    tol = dict(rtol=1e-5 if dtype == np.float32 else 1e-13, atol=1e-30)
+    # out of another shape, or read-only: the usual errors
+    with pytest.raises(ValueError, match="shape"):
+        f(x, axis=-1, out=np.empty((8, 5), dtype=dtype), backend="numba")
+    ro = np.empty_like(x)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only|writeable"):
+        f(x, axis=-1, out=ro, backend="numba")
+    # a Fortran-ordered out, a transposed x: not C-contiguous
+    out = np.asfortranarray(np.empty_like(x))
+    f(x, axis=-1, out=out, backend="numba")
+    np.testing.assert_allclose(out, want, **tol)
+    xt = np.ascontiguousarray(x.T).T
+    np.testing.assert_allclose(f(xt, axis=1, backend="numba"), want, **tol)
+    # an out overlapping x without being x: x shifted by one row in one buffer
+    buf = np.zeros((9, 6), dtype=dtype)
+    buf[1:] = x
+    f(buf[1:], axis=-1, out=buf[:8], backend="numba")
+    np.testing.assert_allclose(buf[:8], want, **tol)
+    # unaligned data
+    raw = np.zeros(x.nbytes + 1, dtype=np.uint8)
+    xu = raw[1:].view(dtype).reshape(x.shape)
+    xu[...] = x
+    assert not xu.flags.aligned
+    np.testing.assert_allclose(f(xu, axis=-1, backend="numba"), want, **tol)

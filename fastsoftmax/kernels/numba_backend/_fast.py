@@ -22,6 +22,8 @@ _F64 = np.dtype(np.float64)
 _ENTRY = {}
 # (bound once: a module attribute lookup is a noticeable part of a small call)
 _SERIAL_WORK, _LONG_ROW = _k.SERIAL_WORK, _k.LONG_ROW
+#: no size limit for the serial kernel (one thread)
+_ANY_SIZE = 1 << 62
 _empty = np.empty
 
 
@@ -51,9 +53,30 @@ def softmax_fast(x, axis, out, log, n_threads):
     writeable, C-ordered ndarray of the same shape and dtype that is ``x``
     itself or does not overlap it.  Small calls run the serial kernel
     through its entry point; the others go to :func:`softmax_rows`.
+
+    The commonest small call, a 2-D ``x`` over axis -1 or 1 into a new or
+    a separate ``out`` array, checks here only what the entry point's
+    arguments must be (exact type, dtype, ndim; a writeable ``out``) and
+    leaves the rest (shapes, C order, alignment, overlap, size) to the
+    compiled kernel, which declines when they do not hold.
     """
     if type(x) is not np.ndarray or n_threads < 1:
         return None
+    dt = x.dtype
+    if (dt is _F32 or dt is _F64) and x.ndim == 2 and type(axis) is int and (axis == -1 or axis == 1):
+        if out is None:
+            res = _empty(x.shape, dt)
+        elif (type(out) is np.ndarray and out.dtype is dt and out.ndim == 2 and out is not x
+              and out.flags.writeable):
+            res = out
+        else:
+            res = None
+        if res is not None:
+            fn = _ENTRY.get(dt)
+            if fn is None:
+                fn = _entry(dt)
+            if not fn(x, res, log, _SERIAL_WORK if n_threads > 1 else _ANY_SIZE):
+                return res
     dt = x.dtype
     if dt is not _F32 and dt is not _F64:
         if dt != _F32 and dt != _F64:  # also declines byte-swapped data
@@ -92,10 +115,11 @@ def softmax_fast(x, axis, out, log, n_threads):
         if fn is None:
             fn = _entry(dt)
         if ndim == 2 and axis is not None:
-            fn(x, res, log)
+            done = not fn(x, res, log, size)
         else:
-            fn(x.reshape(-1, k), res.reshape(-1, k), log)
-        return res
+            done = not fn(x.reshape(-1, k), res.reshape(-1, k), log, size)
+        if done:
+            return res
     if ndim == 2 and axis is not None:
         _k.softmax_rows(x, res, log, n_threads)
     else:

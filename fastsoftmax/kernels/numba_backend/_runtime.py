@@ -9,7 +9,8 @@ import threading
 import numba
 from numba import njit, types
 
-__all__ = ["LazyKernel", "use_threads", "parallel_lock", "FLOAT_TYPES", "prefetch_intrinsic"]
+__all__ = ["LazyKernel", "use_threads", "parallel_lock", "FLOAT_TYPES", "prefetch_intrinsic",
+           "stack_array"]
 
 # --------------------------------------------------------------- threading
 # Numba's default 'workqueue' layer is not thread-safe: two Python threads
@@ -196,6 +197,40 @@ def view(typingctx, buf, start, length):
             dst,
             data=builder.gep(src.data, [first]),
             shape=cgutils.pack_array(builder, [size]),
+            strides=cgutils.pack_array(builder, [itemsize]),
+            itemsize=itemsize,
+            meminfo=None,
+            parent=None,
+        )
+        return dst._getvalue()
+
+    return sig, codegen
+
+
+@intrinsic
+def stack_array(typingctx, ref, length):
+    """An unmanaged C-contiguous 1-D array of ``length`` elements (a
+    compile-time constant) of ``ref``'s float type (``ref``: a float, or an
+    array of floats), on the stack of the calling function: allocated once,
+    in its entry block (no allocator call, no reference count), valid until
+    that function returns.  Its contents start undefined."""
+    ft = ref.dtype if isinstance(ref, types.Array) else ref
+    if not (ft in (types.float32, types.float64) and isinstance(length, types.IntegerLiteral)
+            and length.literal_value > 0):
+        return None
+    n = length.literal_value
+    result = types.Array(ft, 1, "C")
+    sig = result(ref, length)
+
+    def codegen(context, builder, signature, args):
+        lty = context.get_data_type(ft)
+        data = cgutils.alloca_once(builder, lty, size=n)
+        dst = context.make_array(result)(context, builder)
+        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(lty))
+        context.populate_array(
+            dst,
+            data=data,
+            shape=cgutils.pack_array(builder, [context.get_constant(types.intp, n)]),
             strides=cgutils.pack_array(builder, [itemsize]),
             itemsize=itemsize,
             meminfo=None,

@@ -31,7 +31,7 @@ from numba.extending import intrinsic, models, register_model
 
 from ._exp import fast_min, fexp, fexp_fast, fexp_np, fmax, fmin, like
 from ._runtime import (LazyKernel, arr, check_layer, flat, parallel_lock, prefetch_intrinsic,
-                       use_threads, view)
+                       stack_array, use_threads, view)
 
 __all__ = ["softmax_rows", "softmax_cols"]
 
@@ -56,8 +56,9 @@ NT_BLOCK_BYTES = 4096
 PF_BLOCK = 512
 #: rows shorter than this use the block-of-rows algorithm (``_small_rows``)
 SMALL_K = 32
-#: elements per block of short rows
-SMALL_BLOCK = 1024
+#: rows per block of short rows (one vector lane each)
+SMALL_LANES = 64
+_SMALL_CAP = SMALL_LANES * SMALL_K
 #: below this many elements a call runs serially
 SERIAL_WORK = 1 << 15
 
@@ -89,6 +90,19 @@ def _address(typingctx, buf, index):
         return builder.ptrtoint(builder.gep(ary.data, [i]), context.get_value_type(types.intp))
 
     return types.intp(buf, index), codegen
+
+
+@intrinsic
+def _recip(typingctx, v):
+    """``1 / v``: a plain ``fdiv`` (no zero-division check, which would keep
+    a loop of them from vectorising; 1/0 is inf)."""
+    if v not in (types.float32, types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fdiv(ir.Constant(args[0].type, 1.0), args[0])
+
+    return v(v), codegen
 
 
 #: bytes per non-temporal (streaming) store
@@ -682,114 +696,80 @@ def _long_row(xr, orow, log, mpart, spart, i, nt, tmp):
 # Arguments: flat buffer, offset of row 0, row stride (elements), for x then
 # out; n rows of k elements.  '_inplace' variants take one buffer.
 @njit(**_INLINE)
-def _short_max(xb, base, k):
-    """Max of ``xb[base:base+k]`` with four independent chains (a short row
-    is latency-bound); a NaN is ignored unless it comes first, either way
-    the row's sum then is NaN."""
-    h0 = h1 = h2 = h3 = xb[base]
-    j = 0
-    while j + 4 <= k:
-        v0 = xb[base + j]
-        v1 = xb[base + j + 1]
-        v2 = xb[base + j + 2]
-        v3 = xb[base + j + 3]
-        h0 = v0 if v0 > h0 else h0
-        h1 = v1 if v1 > h1 else h1
-        h2 = v2 if v2 > h2 else h2
-        h3 = v3 if v3 > h3 else h3
-        j += 4
-    while j < k:
-        v0 = xb[base + j]
-        h0 = v0 if v0 > h0 else h0
-        j += 1
-    h0 = h1 if h1 > h0 else h0
-    h2 = h3 if h3 > h2 else h2
-    return h2 if h2 > h0 else h0
-
-
-@njit(**_INLINE)
-def _short_sum(te, base, k):
-    """Sum of ``te[base:base+k]`` in a fixed order, four partial sums."""
-    zero = like(0.0, te[base])
-    s0 = s1 = s2 = s3 = zero
-    j = 0
-    while j + 4 <= k:
-        s0 += te[base + j]
-        s1 += te[base + j + 1]
-        s2 += te[base + j + 2]
-        s3 += te[base + j + 3]
-        j += 4
-    while j < k:
-        s0 += te[base + j]
-        j += 1
-    return (s0 + s1) + (s2 + s3)
-
-
-@njit(**_INLINE)
 def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
-    """Rows ``r0:r1`` of ``k < SMALL_K`` elements, a block of rows at a time.
+    """Rows ``r0:r1`` of ``k < SMALL_K`` elements, ``SMALL_LANES`` rows at a time.
 
-    Loops over a short row leave most of the work to LLVM's scalar remainder
-    code, so here only the per-row max and sum run row by row (scalar, in
-    order); the exp and the final scaling run over the whole block as one
-    flat, vectorised loop, with the per-row shift and scale spread into
-    element-wise scratch arrays.
+    A loop over a short row is mostly LLVM's scalar remainder code, so the
+    block of rows is turned around instead: row ``r`` is lane ``r``, and
+    every loop runs over the rows of the block (element ``j`` of row ``r``
+    at ``tx[j * SMALL_LANES + r]``): the max, the exponentials and their sum
+    (in float64, in element order: the same order for every row, whichever
+    kernel or layout) are vector operations over the block's rows.  The
+    scratch lives on the stack.
     """
-    per_block = min(max(1, SMALL_BLOCK // k), r1 - r0)
-    cap = per_block * k
-    # one allocation for the five scratch arrays (each costs as much as a
-    # small call's arithmetic); the copies for strided rows only when needed
-    nbuf = 3 + (xs != k) + (os != k)
-    scratch = np.empty(nbuf * cap, dtype=xf.dtype)
-    te = view(scratch, 0, cap)
-    sh = view(scratch, cap, cap)
-    sl = view(scratch, 2 * cap, cap)
-    tx = view(scratch, 3 * cap, cap if xs != k else 0)
-    to = view(scratch, (nbuf - 1) * cap, cap if os != k else 0)
-    for b0 in range(r0, r1, per_block):
-        b1 = min(b0 + per_block, r1)
-        size = (b1 - b0) * k
-        if xs == k:
-            xb = view(xf, xo + b0 * k, size)
-        else:
-            for r in range(b1 - b0):
-                src = view(xf, xo + (b0 + r) * xs, k)
-                for j in range(k):
-                    tx[r * k + j] = src[j]
-            xb = view(tx, 0, size)
-        direct = os == k
-        ob = view(of, oo + b0 * k, size) if direct else view(to, 0, size)
-        all_np = True
-        for r in range(b1 - b0):
-            base = r * k
-            hi = _short_max(xb, base, k)
-            shift = hi if (_finite(hi) or not log) else like(0.0, hi)
-            all_np = all_np and _np_ok(hi, shift)
-            for j in range(k):
-                sh[base + j] = shift
-        if all_np:
-            for j in range(size):
-                te[j] = fexp_np(xb[j] - sh[j])
-        else:
-            for j in range(size):
-                te[j] = fexp(xb[j] - sh[j])
-        for r in range(b1 - b0):
-            base = r * k
-            total = _short_sum(te, base, k)
-            value = np.log(total) if log else like(1.0, total) / total
-            for j in range(k):
-                sl[base + j] = value
+    lanes = SMALL_LANES
+    tx = stack_array(xf, _SMALL_CAP)
+    te = stack_array(xf, _SMALL_CAP)
+    shv = stack_array(xf, SMALL_LANES)
+    fac = stack_array(xf, SMALL_LANES)
+    s = stack_array(0.0, SMALL_LANES)
+    zero = like(0.0, shv[0])  # (only the type of shv[0] is used)
+    for b0 in range(r0, r1, lanes):
+        nb = min(lanes, r1 - b0)
+        xb = xo + b0 * xs
+        ob = oo + b0 * os
+        # the row maxima (a NaN is ignored unless first: the row's sum is NaN either way)
+        for r in range(nb):
+            v = xf[xb + r * xs]
+            tx[r] = v
+            shv[r] = v
+        for j in range(1, k):
+            tj = view(tx, j * lanes, lanes)
+            for r in range(nb):
+                v = xf[xb + r * xs + j]
+                tj[r] = v
+                shv[r] = _gt(v, shv[r])
+        # every x - shift <= 0, -inf or NaN (fexp_np), unless log_softmax
+        # shifts a +inf or NaN max to 0 (then fexp)
+        bad = 0
         if log:
-            for j in range(size):
-                ob[j] = (xb[j] - sh[j]) - sl[j]
+            for r in range(nb):
+                mc = shv[r]
+                bad += (mc == np.inf) | (mc != mc)
+                shv[r] = mc if _finite(mc) else zero
+        for r in range(nb):
+            s[r] = 0.0
+        if bad == 0:
+            for j in range(k):
+                tj = view(tx, j * lanes, lanes)
+                ej = view(te, j * lanes, lanes)
+                for r in range(nb):
+                    e = fexp_np(tj[r] - shv[r])
+                    ej[r] = e
+                    s[r] += np.float64(e)
         else:
-            for j in range(size):
-                ob[j] = te[j] * sl[j]
-        if not direct:
-            for r in range(b1 - b0):
-                dst = view(of, oo + (b0 + r) * os, k)
+            for j in range(k):
+                tj = view(tx, j * lanes, lanes)
+                for r in range(nb):
+                    s[r] += np.float64(fexp(tj[r] - shv[r]))
+        if log:
+            for r in range(nb):
+                fac[r] = like(np.log(s[r]), zero)
+            for r in range(nb):
+                xr = view(xf, xb + r * xs, k)
+                orow = view(of, ob + r * os, k)
+                sh = shv[r]
+                lse = fac[r]
                 for j in range(k):
-                    dst[j] = to[r * k + j]
+                    orow[j] = (xr[j] - sh) - lse
+        else:
+            for r in range(nb):
+                fac[r] = like(_recip(s[r]), zero)
+            for r in range(nb):
+                orow = view(of, ob + r * os, k)
+                f = fac[r]
+                for j in range(k):
+                    orow[j] = te[j * lanes + r] * f
 
 
 @njit(**_INLINE)
@@ -825,10 +805,30 @@ def _rows_serial(xf, xo, xs, of, oo, os, n, k, log):
     _rows_range(xf, xo, xs, of, oo, os, 0, n, k, log, _nt(n, k, of))
 
 
-def _rows_serial_c(x, out, log):
-    """C-contiguous 2-D x and out: fewer arguments, less dispatch time."""
+def _rows_serial_c(x, out, log, max_size):
+    """C-contiguous 2-D x and out: fewer arguments, less dispatch time.
+
+    Also the public fast path's checks, done here in compiled code (a few
+    ns, where NumPy's flags, ``shape`` comparison and ``may_share_memory``
+    cost ~0.5 us from Python): returns 1 and touches nothing unless x and
+    out have the same shape, at least one element, ``k <= LONG_ROW``,
+    ``n * k <= max_size``, are really C-contiguous (the signature's 'C'
+    layout is not checked when the compiled function is called directly)
+    and item-aligned, and do not overlap; else computes and returns 0.
+    """
     n, k = x.shape
+    item = x.itemsize
+    if out.shape[0] != n or out.shape[1] != k or n * k == 0 or k > LONG_ROW or n * k > max_size:
+        return 1
+    if not ((n == 1 or x.strides[0] == k * item) and (k == 1 or x.strides[1] == item)
+            and (n == 1 or out.strides[0] == k * item) and (k == 1 or out.strides[1] == item)):
+        return 1
+    xa = x.ctypes.data
+    oa = out.ctypes.data
+    if xa % item != 0 or oa % item != 0 or (xa < oa + n * k * item and oa < xa + n * k * item):
+        return 1
     _rows_range(view(x, 0, n * k), 0, k, view(out, 0, n * k), 0, k, 0, n, k, log, _nt(n, k, out))
+    return 0
 
 
 def _rows_serial_c_inplace(buf, log):
@@ -1240,7 +1240,7 @@ def _sig_rows(ft):
 
 
 def _sig_rows_c(ft):
-    return [types.void(arr(ft, 2, "C", readonly=True), arr(ft, 2, "C"), _B)]
+    return [types.intp(arr(ft, 2, "C", readonly=True), arr(ft, 2, "C"), _B, _I)]
 
 
 def _sig_rows_c_ip(ft):
@@ -1317,9 +1317,10 @@ def softmax_rows(x, out, log, n_threads):
             and x.flags.c_contiguous and out.flags.c_contiguous:
         if inplace:
             K_ROWS_C_IP[char](out, log)
-        else:
-            K_ROWS_C[char](x, out, log)
-        return
+            return
+        if K_ROWS_C[char](x, out, log, n * k) == 0:
+            return
+        # declined (unaligned data, or nothing to do): the general path below
     xf, xo, xs, _ = flat(x)
     if xf is None:  # row stride not a multiple of the item size, or unaligned
         x = np.ascontiguousarray(x)

@@ -417,3 +417,50 @@ def test_exp_for_nonpositive_arguments_matches_the_general_exp(dtype):
     _exp.vexp_np(x, got)
     _exp.vexp(x, want)
     np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
+def test_log_of_sums_against_numpy():
+    """log64_ge1 (the vectorised log of log_softmax's sums of exponentials,
+    x >= 1) is within 1 ulp of np.log, exact at 1, over [1, DBL_MAX]:
+    near 1 (where log(x) ~ x - 1 and cancellation would show), at the
+    sqrt(2) splits of its reduction, over the whole exponent range."""
+    rng = np.random.default_rng(3)
+    half = np.sqrt(0.5)
+    x = np.concatenate([
+        1.0 + rng.random(200_000) * 63.0,
+        1.0 + np.geomspace(2.0**-52, 1e-3, 50_000),
+        np.exp(rng.random(200_000) * 709.7),
+        np.ldexp(half, np.arange(1, 1024)), np.nextafter(np.ldexp(half, np.arange(1, 1024)), 0),
+        np.nextafter(np.ldexp(half, np.arange(1, 1024)), np.inf),
+        [1.0, 2.0, np.e, np.finfo(np.float64).max],
+    ])
+    got = np.empty_like(x)
+    _exp.vlog_ge1(x, got)
+    want = np.log(x)
+    assert got[-4] == 0.0 and got[-3] == want[-3]
+    ulps = np.abs(got - want) / np.spacing(np.abs(want))
+    assert ulps.max() <= 1.0, f"max {ulps.max()} ulp at x={x[ulps.argmax()]!r}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_short_row_log_softmax_sums_out_of_the_vector_log_range(dtype):
+    """Rows whose sum of exponentials is not a finite number >= 1 (an all
+    -inf row: 0; a row with +inf: inf or NaN; NaN) take np.log's value,
+    whatever their place in a block of rows; the other rows of the block
+    keep the vectorised log's."""
+    from fastsoftmax.kernels import numba_backend as nb
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((130, 10)).astype(dtype)
+    x[3] = -np.inf
+    x[64, 2] = np.inf
+    x[65, 5] = np.nan
+    x[129, :] = np.inf
+    out = np.empty_like(x)
+    nb.softmax_rows(x, out, True, 1)
+    want = np.empty(x.shape)
+    from fastsoftmax.kernels import reference
+    reference.softmax_rows(x.astype(np.float64), want, True)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
+    finite = ~np.isnan(want)
+    tol = 1e-13 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(out[finite], want[finite], rtol=tol, atol=tol)

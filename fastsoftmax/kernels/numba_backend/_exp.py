@@ -340,3 +340,73 @@ def vexp_np(x, out):
     """``out[:] = exp(x)`` by ``fexp_np`` (testing helper; see its range)."""
     for i in range(x.shape[0]):
         out[i] = fexp_np(x[i])
+
+
+# ------------------------------------------------------------------- log
+@intrinsic
+def _bits64(typingctx, x):
+    """The bits of a float64 as an int64."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(x), codegen
+
+
+@intrinsic
+def _from_bits64(typingctx, i):
+    """The float64 whose bits are the int64 ``i``."""
+    if i != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(i), codegen
+
+
+_SQRT_HALF_BITS = 0x3fe6a09e667f3bcd      # bits of sqrt(2)/2
+_MAGIC = 6755399441055744.0               # 1.5 * 2**52: small ints in its low bits
+_MAGIC_BITS = 0x4338000000000000
+_LN2_HI = 6.93147180369123816490e-01      # ln 2 in two parts (fdlibm's)
+_LN2_LO = 1.90821492927058770002e-10
+_LG1, _LG2, _LG3, _LG4 = (6.666666666666735130e-01, 3.999999999940941908e-01,
+                          2.857142874366239149e-01, 2.222219843214978396e-01)
+_LG5, _LG6, _LG7 = (1.818357216161805012e-01, 1.531383769920937332e-01,
+                    1.479819860511658591e-01)
+
+
+@njit(cache=True, error_model="numpy")   # (a checked division stops vectorisation)
+def log64_ge1(x):
+    """``log(x)`` in float64 for a finite ``x >= 1`` (else meaningless: the
+    caller uses ``np.log`` for those), in plain arithmetic so that a loop of
+    them vectorises.
+
+    fdlibm's algorithm (as the Cython backend's ``log_vd_ge1``): ``x = 2**e
+    * m`` with ``sqrt(2)/2 <= m < sqrt(2)``, ``f = m - 1``, ``s = f / (2 +
+    f)``, ``log(m) = f - s * (f - R(s*s))`` with fdlibm's polynomial, and
+    ``e * ln 2`` in two parts; error below 1 ulp.  ``e`` goes to float64
+    through the low bits of ``1.5 * 2**52`` (no 64-bit integer conversion,
+    which AVX2 lacks).
+    """
+    b = _bits64(x)
+    e = (b - _SQRT_HALF_BITS) >> 52
+    f = _from_bits64(b - (e << 52)) - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
+    t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
+    r = t2 + t1
+    hfsq = 0.5 * f * f
+    de = _from_bits64(_MAGIC_BITS + e) - _MAGIC
+    return de * _LN2_HI - ((hfsq - (s * (hfsq + r) + de * _LN2_LO)) - f)
+
+
+@njit(cache=True, error_model="numpy")
+def vlog_ge1(x, out):
+    """``out[:] = log64_ge1(x)`` (testing helper; see its range)."""
+    for i in range(x.shape[0]):
+        out[i] = log64_ge1(x[i])

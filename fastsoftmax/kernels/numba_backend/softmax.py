@@ -29,7 +29,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-from ._exp import fast_min, fexp, fexp_fast, fexp_np, fmax, fmin, like
+from ._exp import fast_min, fexp, fexp_fast, fexp_np, fmax, fmin, like, log64_ge1
 from ._runtime import (LazyKernel, arr, check_layer, flat, parallel_lock, prefetch_intrinsic,
                        stack_array, use_threads, view)
 
@@ -59,6 +59,7 @@ SMALL_K = 32
 #: rows per block of short rows (one vector lane each)
 SMALL_LANES = 64
 _SMALL_CAP = SMALL_LANES * SMALL_K
+_DBL_MAX = float(np.finfo(np.float64).max)
 #: below this many elements a call runs serially
 SERIAL_WORK = 1 << 15
 
@@ -695,6 +696,24 @@ def _long_row(xr, orow, log, mpart, spart, i, nt, tmp):
 # ------------------------------------------------------------- kernels
 # Arguments: flat buffer, offset of row 0, row stride (elements), for x then
 # out; n rows of k elements.  '_inplace' variants take one buffer.
+@njit(cache=True, error_model="numpy")
+def _log_sums(s, out, n):
+    """``out[:n] = log(s[:n])`` for float64 sums of exponentials, vectorised:
+    a sum is >= 1 when its row's max is finite (the max's own term is 1);
+    ``np.log`` for the others (0 for an all -inf row, inf, NaN).  A function
+    of its own: LLVM vectorises it alone, not inlined into a kernel."""
+    odd = 0
+    for r in range(n):
+        v = s[r]
+        out[r] = like(log64_ge1(v), out[0])
+        odd += (v < 1.0) | (v > _DBL_MAX) | (v != v)
+    if odd:
+        for r in range(n):
+            v = s[r]
+            if not (v >= 1.0 and v <= _DBL_MAX):
+                out[r] = like(np.log(v), out[0])
+
+
 @njit(**_INLINE)
 def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
     """Rows ``r0:r1`` of ``k < SMALL_K`` elements, ``SMALL_LANES`` rows at a time.
@@ -753,8 +772,7 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
                 for r in range(nb):
                     s[r] += np.float64(fexp(tj[r] - shv[r]))
         if log:
-            for r in range(nb):
-                fac[r] = like(np.log(s[r]), zero)
+            _log_sums(s, fac, nb)
             for r in range(nb):
                 xr = view(xf, xb + r * xs, k)
                 orow = view(of, ob + r * os, k)

@@ -740,7 +740,8 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
     # the chunks' work in C without the GIL (Cython backend, SciPy's BLAS), or
     # in Python, BLAS through NumPy; either way on the threads of _run_phases
     step = gemm = None
-    if shared and w.dtype == compute and w.strides[1] == w.itemsize and w.strides[0] >= 0:
+    if (shared and w.dtype == compute and w.strides[1] == w.itemsize and w.strides[0] >= 0
+            and w.flags.aligned):
         step = getattr(_backends.kernels_for(None, "SampledStep"), "SampledStep", None)
         gemm = _scipy_gemm() if step is not None else None
     n_gather = 2 if n_threads > 1 and num_sampled >= _MIN_ROWS else 1
@@ -748,9 +749,11 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
         bias_true = b[true_ids].astype(np.float64).reshape(batch, num_true)
         if log_true is not None:
             bias_true -= log_true
-        i64 = functools.partial(np.ascontiguousarray, dtype=np.int64)
-        step = step(gemm[np.dtype(compute)], w, i64(sampled), w_aug, np.ascontiguousarray(xc),
-                    x_aug, i64(y), bias_true.astype(compute), i64(hit_rows), i64(hit_cols),
+        # (the C code takes aligned, C-contiguous arrays, checked there)
+        i64 = functools.partial(np.require, dtype=np.int64, requirements=["C", "A"])
+        step = step(gemm[np.dtype(compute)], w, i64(sampled), w_aug,
+                    np.require(xc, requirements=["C", "A"]), x_aug, i64(y),
+                    bias_true.astype(compute), i64(hit_rows), i64(hit_cols),
                     logits, ce_target, grad_scale, row_loss, grad_x, i64(fold_rows),
                     i64(fold_t), i64(fold_cols), i64(rest.pos), cand[num_sampled:],
                     cand[:num_sampled], shares, np.array(row_bounds, dtype=np.int64))

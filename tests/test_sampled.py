@@ -462,3 +462,28 @@ def test_c_step_checks_every_index(monkeypatch):
     for bad in ((step.chunk, (1,)), (step.chunk, (-1,)), (step.gather, (2, 2))):
         with pytest.raises(ValueError):
             bad[0](*bad[1])
+
+
+def _unaligned(a):
+    """A copy of ``a`` at an odd address (not aligned to its item size)."""
+    buf = np.zeros(a.nbytes + 1, dtype=np.uint8)
+    out = np.frombuffer(buf.data, dtype=a.dtype, count=a.size, offset=1).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+def test_unaligned_inputs(backend):
+    """Weights, biases, labels and inputs at odd addresses give the results
+    of aligned copies (the compiled steps take aligned data only)."""
+    W, b, labels, x = problem(num_classes=200, dim=16, batch=30, num_true=1,
+                              dtype=np.float32, seed=9)
+    cand = LogUniformSampler(200).sample_candidates(40, labels, seed=4)
+    kw = dict(sampled_values=cand, return_grad=True)
+    loss, g = sampled_softmax_loss(W, b, labels, x, 40, **kw)
+    uW, ub, ul, ux = (_unaligned(a) for a in (W, b, labels.astype(np.int64), x))
+    assert not (uW.flags.aligned or ux.flags.aligned or ul.flags.aligned)
+    for args in ((uW, ub, ul, ux), (W, b, ul, ux)):   # the weights aligned or not
+        loss_u, g_u = sampled_softmax_loss(*args, 40, **kw)
+        np.testing.assert_allclose(loss_u, loss, rtol=1e-6)
+        for a, c in zip(g_u, g):
+            np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-7)

@@ -740,8 +740,8 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
     # the chunks' work in C without the GIL (Cython backend, SciPy's BLAS), or
     # in Python, BLAS through NumPy; either way on the threads of _run_phases
     step = gemm = None
-    if (shared and w.dtype == compute and w.strides[1] == w.itemsize and w.strides[0] >= 0
-            and w.flags.aligned):
+    if (shared and dim >= 1 and w.dtype == compute and w.strides[1] == w.itemsize
+            and w.strides[0] >= 0 and w.flags.aligned):
         step = getattr(_backends.kernels_for(None, "SampledStep"), "SampledStep", None)
         gemm = _scipy_gemm() if step is not None else None
     n_gather = 2 if n_threads > 1 and num_sampled >= _MIN_ROWS else 1

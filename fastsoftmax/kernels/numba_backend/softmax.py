@@ -1045,13 +1045,16 @@ def _step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, mo_out):
     return v0, v1, v2, v3, v4, v5, v6, v7, _sh(mn)
 
 
-@njit(**_INLINE)
+@njit(fastmath=_FM, cache=True)
 def _col_group8(xf, xg, xs1, w, m, mo_out, e):
     """A full group of 8 rows in one pass over the columns, all in registers:
     new running max ``m`` (the old one into ``mo_out``), and ``e`` = the sum
     in T of the 8 ``exp(x - shift)`` against it.  Only T arithmetic, no
     reduction and no conditional store here, so that LLVM vectorises the
-    loop at T's full width."""
+    loop at T's full width.  A separate function, not inlined by Numba (as
+    ``_exp_block``): inlined in the kernel, its loop reloaded the exp's
+    constants every iteration."""
+    _wide_vectors()
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
     for c in range(w):
         v0, v1, v2, v3, v4, v5, v6, v7, sh = _step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, mo_out)
@@ -1059,11 +1062,12 @@ def _col_group8(xf, xg, xs1, w, m, mo_out, e):
                 + ((fexp_np(v4 - sh) + fexp_np(v5 - sh)) + (fexp_np(v6 - sh) + fexp_np(v7 - sh))))
 
 
-@njit(**_INLINE)
+@njit(fastmath=_FM, cache=True)
 def _col_group8_log(xf, xg, xs1, w, m, mo_out, e_a, e_b, e_c, e_d):
     """As ``_col_group8`` for log_softmax, whose ``log(sum)`` is needed to
     the last bits: the exponentials are only added pairwise in T (into
     ``e_a`` ... ``e_d``), the caller adds the pairs in float64."""
+    _wide_vectors()
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
     for c in range(w):
         v0, v1, v2, v3, v4, v5, v6, v7, sh = _step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, mo_out)

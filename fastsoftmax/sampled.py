@@ -738,7 +738,7 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
         np.matmul(logits[:, num_true + c0:num_true + c1].T, x_aug, out=cand[c0:c1])
 
     # the chunks' work in C without the GIL (Cython backend, SciPy's BLAS), or
-    # in Python, BLAS through NumPy; either way on the threads of _run_phases
+    # in Python, BLAS through NumPy; the same items either way
     step = gemm = None
     if (shared and dim >= 1 and w.dtype == compute and w.strides[1] == w.itemsize
             and w.strides[0] >= 0 and w.flags.aligned):
@@ -756,15 +756,23 @@ def _loss_and_grad(w, b, y, x, sampled, true_expected, sampled_expected, compute
                     bias_true.astype(compute), i64(hit_rows), i64(hit_cols),
                     logits, ce_target, grad_scale, row_loss, grad_x, i64(fold_rows),
                     i64(fold_t), i64(fold_cols), i64(rest.pos), cand[num_sampled:],
-                    cand[:num_sampled], shares, np.array(row_bounds, dtype=np.int64))
-        phases = [(lambda i: step.gather(i, n_gather), n_gather), (step.chunk, n_rows)]
-        blas = _single_thread_blas
+                    cand[:num_sampled], shares, np.array(row_bounds, dtype=np.int64),
+                    n_gather)
+        # the threads share the items in C, without the GIL between them (a
+        # phase boundary of _run_phases costs 50-100 us of GIL hand-over)
+        with _single_thread_blas:
+            if n_threads > 1:
+                pool = _helper_pool(n_threads - 1)
+                for _ in range(n_threads - 1):
+                    pool.submit(step.work)
+            step.work()
+            step.wait()
     else:
         phases = [(gather, n_gather), (rows, n_rows)]
         if two_phase and not shared:
             phases.append((cols, n_cols))
-    with blas:
-        _run_phases(phases, n_threads)
+        with blas:
+            _run_phases(phases, n_threads)
     if two_phase:
         for share in shares:    # in chunk order
             cand[:num_sampled] += share

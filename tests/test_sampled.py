@@ -413,7 +413,8 @@ def test_c_step_checks_every_index(monkeypatch):
     (args,) = calls
     names = ["gemm", "w", "sampled", "w_aug", "x", "x_aug", "true_ids", "bias_true", "hit_rows",
              "hit_cols", "logits", "ce_target", "grad_scale", "row_loss", "grad_x", "fold_rows",
-             "fold_t", "fold_cols", "rest_pos", "rest_out", "cand", "shares", "row_bounds"]
+             "fold_t", "fold_cols", "rest_pos", "rest_out", "cand", "shares", "row_bounds",
+             "n_gather"]
     assert len(args) == len(names)
     base = dict(zip(names, args))
     real(*base.values())                # the recorded arguments are valid
@@ -458,10 +459,8 @@ def test_c_step_checks_every_index(monkeypatch):
     refused(w=np.asfortranarray(W))
     refused(TypeError, gemm=sampled_mod._scipy_gemm()[np.dtype(np.float64)])
     refused(TypeError, gemm=object())
-    step = real(*base.values())
-    for bad in ((step.chunk, (1,)), (step.chunk, (-1,)), (step.gather, (2, 2))):
-        with pytest.raises(ValueError):
-            bad[0](*bad[1])
+    refused(n_gather=0)
+    refused(n_gather=S + 1)
 
 
 def _unaligned(a):

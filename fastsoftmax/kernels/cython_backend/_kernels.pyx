@@ -90,10 +90,13 @@ cdef extern from "fsm_sampled.h" nogil:
         void *shares
         const int64_t *row_bounds
         Py_ssize_t n_rows
-    void fsm_sampled_gather_f32(const fsm_sampled_args *a, Py_ssize_t i0, Py_ssize_t i1)
-    void fsm_sampled_gather_f64(const fsm_sampled_args *a, Py_ssize_t i0, Py_ssize_t i1)
-    int fsm_sampled_chunk_f32(const fsm_sampled_args *a, Py_ssize_t c)
-    int fsm_sampled_chunk_f64(const fsm_sampled_args *a, Py_ssize_t c)
+    ctypedef struct fsm_sampled_state:
+        Py_ssize_t n_gather, n_items
+        Py_ssize_t next, gathered, done
+        int err
+    void fsm_sampled_work_f32(const fsm_sampled_args *a, fsm_sampled_state *st)
+    void fsm_sampled_work_f64(const fsm_sampled_args *a, fsm_sampled_state *st)
+    void fsm_sampled_wait(fsm_sampled_state *st)
 
 fsm_init()
 
@@ -605,11 +608,13 @@ cdef void *_gemm_ptr(object gemm, int typ) except NULL:
 
 
 cdef class SampledStep:
-    """The chunked step of a sampled softmax loss with gradients, in C:
-    ``gather(part, parts)`` gathers a part of the candidates' rows of
-    weights, then ``chunk(c)`` runs chunk ``c`` of rows (fsm_sampled.h lists
-    the steps); each call runs without the GIL, so the caller's threads
-    share the parts and chunks (fastsoftmax.sampled prepares the arguments).
+    """The chunked step of a sampled softmax loss with gradients, in C
+    (fsm_sampled.h lists the steps; fastsoftmax.sampled prepares the
+    arguments): ``n_gather`` parts of the gather of the candidates' rows of
+    weights, then one item per chunk of rows.  Every thread that calls
+    ``work()`` takes items until none is left, without the GIL; ``wait()``
+    returns once every item is done (raising a kernel error).  A thread that
+    calls ``work()`` late finds nothing to do.  Use an object once.
 
     ``gemm`` is the PyCapsule of SciPy's ``cython_blas`` ``sgemm`` (float32)
     or ``dgemm`` (float64), which the caller keeps on one thread.  Shapes:
@@ -626,6 +631,7 @@ cdef class SampledStep:
     here; the float arrays share one type.  The object keeps the arrays.
     """
     cdef fsm_sampled_args a
+    cdef fsm_sampled_state st
     cdef int typ
     cdef object arrays
 
@@ -639,7 +645,8 @@ cdef class SampledStep:
                  cnp.ndarray fold_rows not None, cnp.ndarray fold_t not None,
                  cnp.ndarray fold_cols not None, cnp.ndarray rest_pos not None,
                  cnp.ndarray rest_out not None, cnp.ndarray cand not None,
-                 cnp.ndarray shares not None, cnp.ndarray row_bounds not None):
+                 cnp.ndarray shares not None, cnp.ndarray row_bounds not None,
+                 Py_ssize_t n_gather):
         cdef int typ = _float_type(logits, "logits")
         cdef int I64 = cnp.NPY_INT64
         cdef fsm_sampled_args a
@@ -713,35 +720,31 @@ cdef class SampledStep:
         _check_ids(row_bounds, 0, B + 1, True, "row_bounds")
         if a.row_bounds[0] != 0 or a.row_bounds[n_rows] != B:
             raise ValueError(f"row_bounds must run from 0 to {B}")
+        if n_gather < 1 or n_gather > S:
+            raise ValueError(f"n_gather must be in [1, {S}], got {n_gather}")
         self.a = a
+        self.st.n_gather = n_gather
+        self.st.n_items = n_gather + n_rows
+        self.st.next = self.st.gathered = self.st.done = 0
+        self.st.err = 0
         self.typ = typ
         self.arrays = (gemm, w, sampled, w_aug, x, x_aug, true_ids, bias_true, hit_rows, hit_cols,
                        logits, ce_target, row_loss, grad_x, fold_rows, fold_t, fold_cols,
                        rest_pos, rest_out, cand, shares, row_bounds)
 
-    def gather(self, Py_ssize_t part, Py_ssize_t parts):
-        """Gather part ``part`` of ``parts`` of the candidates' rows."""
-        if parts < 1 or not 0 <= part < parts:
-            raise ValueError(f"part {part} of {parts}")
-        cdef Py_ssize_t S = self.a.num_sampled
-        cdef Py_ssize_t i0 = S * part // parts, i1 = S * (part + 1) // parts
+    def work(self):
+        """Take and run items until none is left (without the GIL)."""
         with nogil:
             if self.typ == cnp.NPY_FLOAT:
-                fsm_sampled_gather_f32(&self.a, i0, i1)
+                fsm_sampled_work_f32(&self.a, &self.st)
             else:
-                fsm_sampled_gather_f64(&self.a, i0, i1)
+                fsm_sampled_work_f64(&self.a, &self.st)
 
-    def chunk(self, Py_ssize_t c):
-        """Run chunk ``c`` of rows (after every part of the gather)."""
-        if not 0 <= c < self.a.n_rows:
-            raise ValueError(f"chunk {c} of {self.a.n_rows}")
-        cdef int rc
+    def wait(self):
+        """Return once every item is done; raise the error of a chunk."""
         with nogil:
-            if self.typ == cnp.NPY_FLOAT:
-                rc = fsm_sampled_chunk_f32(&self.a, c)
-            else:
-                rc = fsm_sampled_chunk_f64(&self.a, c)
-        _ce_rc(rc)
+            fsm_sampled_wait(&self.st)
+        _ce_rc(self.st.err)
 
 
 def _exp(x, bint nonpositive=False):

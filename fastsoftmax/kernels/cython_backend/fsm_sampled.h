@@ -18,8 +18,8 @@
  *   8. the chunk's share of the candidates' [weights, bias] gradient
  *      g_s^T @ [x, 1]                                       (gemm)
  *
- * The caller runs the gather (in parts) and then the chunks on its threads,
- * each call without the GIL.  The chunks depend only on the shape and write
+ * The caller's threads share the items (the gather in parts, then the
+ * chunks) without the GIL, through fsm_sampled_work / fsm_sampled_wait.  The chunks depend only on the shape and write
  * disjoint outputs, so the result does not depend on the thread count; the
  * caller adds the shares up in chunk order.  The gemm is a Fortran-interface ?gemm (SciPy's
  * scipy.linalg.cython_blas, whose OpenBLAS the caller keeps to one thread).
@@ -29,6 +29,20 @@
 
 #include "fsm_kernels.h"
 #include <float.h>
+#ifdef _WIN32
+#include <windows.h>
+static void fsm_yield(void) { SwitchToThread(); }
+static void fsm_nap_us(int us) { (void)us; Sleep(0); }
+#else
+#include <sched.h>
+#include <time.h>
+static void fsm_yield(void) { sched_yield(); }
+static void fsm_nap_us(int us)
+{
+    struct timespec t = {0, (long)us * 1000L};
+    nanosleep(&t, NULL);
+}
+#endif
 
 typedef void (*fsm_sgemm_t)(char *, char *, int *, int *, int *, float *, float *, int *,
                             float *, int *, float *, float *, int *);
@@ -65,6 +79,34 @@ typedef struct {
     const int64_t *row_bounds;    /* (n_rows + 1,) */
     ptrdiff_t n_rows;
 } fsm_sampled_args;
+
+/* The items of a step: n_gather parts of the gather, then n_rows chunks.
+   Threads claim them from one counter (fsm_sampled_work_*); a chunk starts
+   once every part of the gather is done; fsm_sampled_wait returns once
+   every item is.  A thread that comes late finds nothing left to do, and a
+   descheduled one holds up at most the item it took. */
+typedef struct {
+    ptrdiff_t n_gather, n_items;
+    ptrdiff_t next, gathered, done;
+    int err;
+} fsm_sampled_state;
+
+/* wait until *counter >= target: yield at first, then sleep in 20 us steps */
+static void fsm_wait_count(ptrdiff_t *counter, ptrdiff_t target)
+{
+    for (int spin = 0; __atomic_load_n(counter, __ATOMIC_ACQUIRE) < target; spin++) {
+        if (spin < 200) {
+            fsm_yield();
+        } else {
+            fsm_nap_us(20);
+        }
+    }
+}
+
+static void fsm_sampled_wait(fsm_sampled_state *st)
+{
+    fsm_wait_count(&st->done, st->n_items);
+}
 
 /* first index i in [0, n) with a[i] >= v (a sorted), else n */
 static ptrdiff_t fsm_lower_bound(const int64_t *a, ptrdiff_t n, int64_t v)

@@ -109,4 +109,24 @@ static void SFN(fsm_sampled_gather)(const fsm_sampled_args *a, ptrdiff_t i0, ptr
         memcpy((T *)a->w_aug + i * K1, a->w + a->sampled[i] * a->ws, (size_t)D * sizeof(T));
 }
 
+/* claim and run items of the step until none is left (any number of
+   threads, each without the GIL) */
+static void SFN(fsm_sampled_work)(const fsm_sampled_args *a, fsm_sampled_state *st)
+{
+    const ptrdiff_t S = a->num_sampled, ng = st->n_gather;
+    for (;;) {
+        const ptrdiff_t i = __atomic_fetch_add(&st->next, 1, __ATOMIC_ACQ_REL);
+        if (i >= st->n_items) return;
+        if (i < ng) {
+            SFN(fsm_sampled_gather)(a, S * i / ng, S * (i + 1) / ng);
+            __atomic_fetch_add(&st->gathered, 1, __ATOMIC_ACQ_REL);
+        } else {
+            fsm_wait_count(&st->gathered, ng);
+            const int rc = SFN(fsm_sampled_chunk)(a, i - ng);
+            if (rc) __atomic_store_n(&st->err, rc, __ATOMIC_RELAXED);
+        }
+        __atomic_fetch_add(&st->done, 1, __ATOMIC_ACQ_REL);
+    }
+}
+
 #undef SFN

@@ -337,13 +337,8 @@ static inline void FN(row_incache)(const T *x, T *out, ptrdiff_t k, int is_log,
     T m = FN(row_max)(x, k);
     if (is_log) {
         T shift = FN(is_finite)(m) ? m : 0;
-        const int np = FN(np_ok)(m, shift);
-        /* the exponentials also go to out (not when out is x): the sum is
-           the same, and out's lines are in cache for the last pass */
-        double s = out == x ? (next ? FN(row_exp_sum_hp_pf)(x, k, shift, np, next)
-                                    : FN(row_exp_sum_hp)(x, k, shift, np))
-                            : (next ? FN(row_exp_sum_store_hp_pf)(x, out, k, shift, np, next)
-                                    : FN(row_exp_sum_store_hp)(x, out, k, shift, np));
+        double s = next ? FN(row_exp_sum_hp_pf)(x, k, shift, FN(np_ok)(m, shift), next)
+                        : FN(row_exp_sum_hp)(x, k, shift, FN(np_ok)(m, shift));
         FN(map_log)(x, out, k, (T)log(s), shift, nt);
     } else {
         T *e = scratch ? scratch : out;

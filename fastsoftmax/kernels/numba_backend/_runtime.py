@@ -190,21 +190,27 @@ def view(typingctx, buf, start, length):
         src = context.make_array(signature.args[0])(context, builder, value=args[0])
         first = context.cast(builder, args[1], signature.args[1], types.intp)
         size = context.cast(builder, args[2], signature.args[2], types.intp)
-        dst = context.make_array(result)(context, builder)
-        itemsize = context.get_constant(
-            types.intp, context.get_abi_sizeof(context.get_data_type(result.dtype)))
-        context.populate_array(
-            dst,
-            data=builder.gep(src.data, [first]),
-            shape=cgutils.pack_array(builder, [size]),
-            strides=cgutils.pack_array(builder, [itemsize]),
-            itemsize=itemsize,
-            meminfo=None,
-            parent=None,
-        )
-        return dst._getvalue()
+        return _unmanaged_1d(context, builder, result, builder.gep(src.data, [first]), size)
 
     return sig, codegen
+
+
+def _unmanaged_1d(context, builder, result, data, size):
+    """The value of a C-contiguous 1-D array of type ``result`` over ``size``
+    elements at ``data``, with no owner (no meminfo, no parent)."""
+    dst = context.make_array(result)(context, builder)
+    itemsize = context.get_constant(
+        types.intp, context.get_abi_sizeof(context.get_data_type(result.dtype)))
+    context.populate_array(
+        dst,
+        data=data,
+        shape=cgutils.pack_array(builder, [size]),
+        strides=cgutils.pack_array(builder, [itemsize]),
+        itemsize=itemsize,
+        meminfo=None,
+        parent=None,
+    )
+    return dst._getvalue()
 
 
 @intrinsic
@@ -223,20 +229,8 @@ def stack_array(typingctx, ref, length):
     sig = result(ref, length)
 
     def codegen(context, builder, signature, args):
-        lty = context.get_data_type(ft)
-        data = cgutils.alloca_once(builder, lty, size=n)
-        dst = context.make_array(result)(context, builder)
-        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(lty))
-        context.populate_array(
-            dst,
-            data=data,
-            shape=cgutils.pack_array(builder, [context.get_constant(types.intp, n)]),
-            strides=cgutils.pack_array(builder, [itemsize]),
-            itemsize=itemsize,
-            meminfo=None,
-            parent=None,
-        )
-        return dst._getvalue()
+        data = cgutils.alloca_once(builder, context.get_data_type(ft), size=n)
+        return _unmanaged_1d(context, builder, result, data, context.get_constant(types.intp, n))
 
     return sig, codegen
 

@@ -77,7 +77,6 @@ def softmax_fast(x, axis, out, log, n_threads):
                 fn = _entry(dt)
             if not fn(x, res, log, _SERIAL_WORK if n_threads > 1 else _ANY_SIZE):
                 return res
-    dt = x.dtype
     if dt is not _F32 and dt is not _F64:
         if dt != _F32 and dt != _F64:  # also declines byte-swapped data
             return None

@@ -187,10 +187,9 @@ def view(typingctx, buf, start, length):
     sig = result(buf, start, length)
 
     def codegen(context, builder, signature, args):
-        src = context.make_array(signature.args[0])(context, builder, value=args[0])
-        first = context.cast(builder, args[1], signature.args[1], types.intp)
         size = context.cast(builder, args[2], signature.args[2], types.intp)
-        return _unmanaged_1d(context, builder, result, builder.gep(src.data, [first]), size)
+        return _unmanaged_1d(context, builder, result,
+                             element_pointer(context, builder, signature, args), size)
 
     return sig, codegen
 
@@ -255,6 +254,15 @@ _register_view_aliases()
 from llvmlite import ir  # noqa: E402
 
 
+def element_pointer(context, builder, signature, args, pos=0):
+    """Codegen helper of intrinsics: the pointer to ``buf[index]``, where
+    ``buf`` (an array) and ``index`` (an integer) are arguments ``pos`` and
+    ``pos + 1``."""
+    ary = context.make_array(signature.args[pos])(context, builder, value=args[pos])
+    i = context.cast(builder, args[pos + 1], signature.args[pos + 1], types.intp)
+    return builder.gep(ary.data, [i])
+
+
 def prefetch_intrinsic(locality, doc):
     """An intrinsic ``f(buf, index)`` hinting the CPU to load ``buf[index]``'s
     cache line (``llvm.prefetch``, read, data cache, the given locality 0-3),
@@ -264,9 +272,8 @@ def prefetch_intrinsic(locality, doc):
             return None
 
         def codegen(context, builder, signature, args):
-            ary = context.make_array(signature.args[0])(context, builder, value=args[0])
-            i = context.cast(builder, args[1], signature.args[1], types.intp)
-            ptr = builder.bitcast(builder.gep(ary.data, [i]), ir.IntType(8).as_pointer())
+            ptr = builder.bitcast(element_pointer(context, builder, signature, args),
+                                  ir.IntType(8).as_pointer())
             i32 = ir.IntType(32)
             fn = builder.module.declare_intrinsic(
                 "llvm.prefetch", [ptr.type],

@@ -63,7 +63,10 @@ def softmax_fast(x, axis, out, log, n_threads):
     if type(x) is not np.ndarray or n_threads < 1:
         return None
     dt = x.dtype
-    if (dt is _F32 or dt is _F64) and x.ndim == 2 and type(axis) is int and (axis == -1 or axis == 1):
+    # (a bigger call goes to the parallel kernels below: not allocated twice)
+    limit = _SERIAL_WORK if n_threads > 1 else _ANY_SIZE
+    if ((dt is _F32 or dt is _F64) and x.ndim == 2 and type(axis) is int
+            and (axis == -1 or axis == 1) and x.size <= limit):
         if out is None:
             res = _empty(x.shape, dt)
         elif (type(out) is np.ndarray and out.dtype is dt and out.ndim == 2 and out is not x
@@ -75,7 +78,7 @@ def softmax_fast(x, axis, out, log, n_threads):
             fn = _ENTRY.get(dt)
             if fn is None:
                 fn = _entry(dt)
-            if not fn(x, res, log, _SERIAL_WORK if n_threads > 1 else _ANY_SIZE):
+            if not fn(x, res, log, limit):
                 return res
     if dt is not _F32 and dt is not _F64:
         if dt != _F32 and dt != _F64:  # also declines byte-swapped data

@@ -344,32 +344,24 @@ def vexp_np(x, out):
 
 # ------------------------------------------------------------------- log
 @intrinsic
-def _bits64(typingctx, x):
-    """The bits of a float64 as an int64."""
-    if x != types.float64:
+def _reinterpret64(typingctx, v):
+    """The int64 with the bits of a float64, or the float64 with those of an int64."""
+    if v == types.float64:
+        res, lty = types.int64, ir.IntType(64)
+    elif v == types.int64:
+        res, lty = types.float64, ir.DoubleType()
+    else:
         return None
 
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
+        return builder.bitcast(args[0], lty)
 
-    return types.int64(x), codegen
-
-
-@intrinsic
-def _from_bits64(typingctx, i):
-    """The float64 whose bits are the int64 ``i``."""
-    if i != types.int64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return types.float64(i), codegen
+    return res(v), codegen
 
 
 _SQRT_HALF_BITS = 0x3fe6a09e667f3bcd      # bits of sqrt(2)/2
 _MAGIC = 6755399441055744.0               # 1.5 * 2**52: small ints in its low bits
-_MAGIC_BITS = 0x4338000000000000
+_MAGIC_BITS = int(np.float64(_MAGIC).view(np.int64))
 _LN2_HI = 6.93147180369123816490e-01      # ln 2 in two parts (fdlibm's)
 _LN2_LO = 1.90821492927058770002e-10
 _LG1, _LG2, _LG3, _LG4 = (6.666666666666735130e-01, 3.999999999940941908e-01,
@@ -391,9 +383,9 @@ def log64_ge1(x):
     through the low bits of ``1.5 * 2**52`` (no 64-bit integer conversion,
     which AVX2 lacks).
     """
-    b = _bits64(x)
+    b = _reinterpret64(x)
     e = (b - _SQRT_HALF_BITS) >> 52
-    f = _from_bits64(b - (e << 52)) - 1.0
+    f = _reinterpret64(b - (e << 52)) - 1.0
     s = f / (2.0 + f)
     z = s * s
     w = z * z
@@ -401,7 +393,7 @@ def log64_ge1(x):
     t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
     r = t2 + t1
     hfsq = 0.5 * f * f
-    de = _from_bits64(_MAGIC_BITS + e) - _MAGIC
+    de = _reinterpret64(_MAGIC_BITS + e) - _MAGIC
     return de * _LN2_HI - ((hfsq - (s * (hfsq + r) + de * _LN2_LO)) - f)
 
 

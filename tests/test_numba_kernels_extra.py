@@ -74,12 +74,14 @@ def test_columns_match_rows_of_the_transpose(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("log", [False, True])
-def test_columns_streaming_stores_change_nothing(monkeypatch, dtype, log):
+@pytest.mark.parametrize("k", [37, 39])
+def test_columns_streaming_stores_change_nothing(monkeypatch, dtype, log, k):
     """The column kernel's writing pass with streaming stores (through
-    scratch rows, two at a time; odd row counts, unaligned outputs, in
-    place) gives the same bits as with plain stores."""
+    scratch rows, softmax four at a time; row counts leaving 1 and 3 rows
+    over, unaligned outputs, in place) gives the same bits as with plain
+    stores."""
     rng = np.random.default_rng(2)
-    x = rng.normal(size=(37, 2 * nb_softmax.COL_BLOCK + 75)).astype(dtype)
+    x = rng.normal(size=(k, 2 * nb_softmax.COL_BLOCK + 75)).astype(dtype)
     f = fastsoftmax.log_softmax if log else fastsoftmax.softmax
     plain = f(x, axis=0, backend="numba")
     monkeypatch.setattr(nb_softmax, "NT_MIN_BYTES", 0)

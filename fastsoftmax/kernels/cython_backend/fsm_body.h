@@ -176,7 +176,7 @@ FSM_INLINE int FN(np_ok)(T m, T shift) { return shift == m || m == -(T)INFINITY;
    <= 0, -inf or NaN (see np_ok).  hp: float exponentials summed in double
    one by one (see above). */
 FSM_INLINE double FN(row_exp_sum_pf_)(const T *x, T *dst, ptrdiff_t k, T shift, int write,
-                                      int np, int hp, const char *pf)
+                                      int np, int hp, const char *pf, char *pfw)
 {
 #define FSM_E(v) (np ? VEXPN(v) : VEXP(v))
     if (!FSM_F32) hp = 0;
@@ -192,6 +192,9 @@ FSM_INLINE double FN(row_exp_sum_pf_)(const T *x, T *dst, ptrdiff_t k, T shift, 
             if (pf)  /* the next row, towards L2, while this one computes */
                 for (ptrdiff_t b = 0; b < 4 * FSM_VB; b += 64)
                     __builtin_prefetch(pf + i * (ptrdiff_t)sizeof(T) + b, 0, 2);
+            if (pfw)  /* the lines a later pass writes, towards L1 */
+                for (ptrdiff_t b = 0; b < 4 * FSM_VB; b += 64)
+                    __builtin_prefetch(pfw + i * (ptrdiff_t)sizeof(T) + b, 1, 3);
             VT e0 = FSM_E(FN(load)(x + i) - shift);
             VT e1 = FSM_E(FN(load)(x + i + W) - shift);
             VT e2 = FSM_E(FN(load)(x + i + 2 * W) - shift);
@@ -233,7 +236,7 @@ FSM_INLINE double FN(row_exp_sum_pf_)(const T *x, T *dst, ptrdiff_t k, T shift, 
 }
 FSM_INLINE double FN(row_exp_sum_)(const T *x, T *dst, ptrdiff_t k, T shift, int write,
                                    int np, int hp)
-{ return FN(row_exp_sum_pf_)(x, dst, k, shift, write, np, hp, NULL); }
+{ return FN(row_exp_sum_pf_)(x, dst, k, shift, write, np, hp, NULL, NULL); }
 /* sums for log_softmax / cross-entropy (hp) */
 static double FN(row_exp_sum_hp)(const T *x, ptrdiff_t k, T shift, int np)
 {
@@ -248,14 +251,21 @@ static double FN(row_exp_sum_store_hp)(const T *x, T *dst, ptrdiff_t k, T shift,
 /* the same, prefetching the row at pf (not NULL) */
 static double FN(row_exp_sum_hp_pf)(const T *x, ptrdiff_t k, T shift, int np, const char *pf)
 {
-    return np ? FN(row_exp_sum_pf_)(x, NULL, k, shift, 0, 1, 1, pf)
-              : FN(row_exp_sum_pf_)(x, NULL, k, shift, 0, 0, 1, pf);
+    return np ? FN(row_exp_sum_pf_)(x, NULL, k, shift, 0, 1, 1, pf, NULL)
+              : FN(row_exp_sum_pf_)(x, NULL, k, shift, 0, 0, 1, pf, NULL);
+}
+/* log_softmax of a row in cache: also brings out's lines for writing */
+static double FN(row_exp_sum_hp_pfw)(const T *x, ptrdiff_t k, T shift, int np, const char *pf,
+                                     T *out)
+{
+    return np ? FN(row_exp_sum_pf_)(x, NULL, k, shift, 0, 1, 1, pf, (char *)out)
+              : FN(row_exp_sum_pf_)(x, NULL, k, shift, 0, 0, 1, pf, (char *)out);
 }
 static double FN(row_exp_sum_store_hp_pf)(const T *x, T *dst, ptrdiff_t k, T shift, int np,
                                           const char *pf)
 {
-    return np ? FN(row_exp_sum_pf_)(x, dst, k, shift, 1, 1, 1, pf)
-              : FN(row_exp_sum_pf_)(x, dst, k, shift, 1, 0, 1, pf);
+    return np ? FN(row_exp_sum_pf_)(x, dst, k, shift, 1, 1, 1, pf, NULL)
+              : FN(row_exp_sum_pf_)(x, dst, k, shift, 1, 0, 1, pf, NULL);
 }
 /* sums for softmax (float blocks); _store_sm: shift = max */
 static double FN(row_exp_sum_sm)(const T *x, ptrdiff_t k, T shift, int np)
@@ -265,8 +275,8 @@ static double FN(row_exp_sum_sm)(const T *x, ptrdiff_t k, T shift, int np)
 }
 static double FN(row_exp_sum_store_sm)(const T *x, T *dst, ptrdiff_t k, T m, const char *pf)
 {
-    return pf ? FN(row_exp_sum_pf_)(x, dst, k, m, 1, 1, 0, pf)
-              : FN(row_exp_sum_pf_)(x, dst, k, m, 1, 1, 0, NULL);
+    return pf ? FN(row_exp_sum_pf_)(x, dst, k, m, 1, 1, 0, pf, NULL)
+              : FN(row_exp_sum_pf_)(x, dst, k, m, 1, 1, 0, NULL, NULL);
 }
 
 /* dst = op(src) elementwise, op one of
@@ -337,8 +347,9 @@ static inline void FN(row_incache)(const T *x, T *out, ptrdiff_t k, int is_log,
     T m = FN(row_max)(x, k);
     if (is_log) {
         T shift = FN(is_finite)(m) ? m : 0;
-        double s = next ? FN(row_exp_sum_hp_pf)(x, k, shift, FN(np_ok)(m, shift), next)
-                        : FN(row_exp_sum_hp)(x, k, shift, FN(np_ok)(m, shift));
+        double s = !nt ? FN(row_exp_sum_hp_pfw)(x, k, shift, FN(np_ok)(m, shift), next, out)
+                   : next ? FN(row_exp_sum_hp_pf)(x, k, shift, FN(np_ok)(m, shift), next)
+                          : FN(row_exp_sum_hp)(x, k, shift, FN(np_ok)(m, shift));
         FN(map_log)(x, out, k, (T)log(s), shift, nt);
     } else {
         T *e = scratch ? scratch : out;

@@ -248,18 +248,13 @@ static double FN(row_exp_sum_store_hp)(const T *x, T *dst, ptrdiff_t k, T shift,
     return np ? FN(row_exp_sum_)(x, dst, k, shift, 1, 1, 1)
               : FN(row_exp_sum_)(x, dst, k, shift, 1, 0, 1);
 }
-/* the same, prefetching the row at pf (not NULL) */
-static double FN(row_exp_sum_hp_pf)(const T *x, ptrdiff_t k, T shift, int np, const char *pf)
+/* the same, prefetching the row at pf for reading and the one at pfw for
+   writing (either may be NULL) */
+static double FN(row_exp_sum_hp_pf)(const T *x, ptrdiff_t k, T shift, int np, const char *pf,
+                                    T *pfw)
 {
-    return np ? FN(row_exp_sum_pf_)(x, NULL, k, shift, 0, 1, 1, pf, NULL)
-              : FN(row_exp_sum_pf_)(x, NULL, k, shift, 0, 0, 1, pf, NULL);
-}
-/* log_softmax of a row in cache: also brings out's lines for writing */
-static double FN(row_exp_sum_hp_pfw)(const T *x, ptrdiff_t k, T shift, int np, const char *pf,
-                                     T *out)
-{
-    return np ? FN(row_exp_sum_pf_)(x, NULL, k, shift, 0, 1, 1, pf, (char *)out)
-              : FN(row_exp_sum_pf_)(x, NULL, k, shift, 0, 0, 1, pf, (char *)out);
+    return np ? FN(row_exp_sum_pf_)(x, NULL, k, shift, 0, 1, 1, pf, (char *)pfw)
+              : FN(row_exp_sum_pf_)(x, NULL, k, shift, 0, 0, 1, pf, (char *)pfw);
 }
 static double FN(row_exp_sum_store_hp_pf)(const T *x, T *dst, ptrdiff_t k, T shift, int np,
                                           const char *pf)
@@ -347,9 +342,11 @@ static inline void FN(row_incache)(const T *x, T *out, ptrdiff_t k, int is_log,
     T m = FN(row_max)(x, k);
     if (is_log) {
         T shift = FN(is_finite)(m) ? m : 0;
-        double s = !nt ? FN(row_exp_sum_hp_pfw)(x, k, shift, FN(np_ok)(m, shift), next, out)
-                   : next ? FN(row_exp_sum_hp_pf)(x, k, shift, FN(np_ok)(m, shift), next)
-                          : FN(row_exp_sum_hp)(x, k, shift, FN(np_ok)(m, shift));
+        /* out's lines towards L1 for writing while the sum computes (not
+           with streaming stores): the last pass's stores would otherwise
+           wait for each line; softmax has them from storing its exps */
+        double s = FN(row_exp_sum_hp_pf)(x, k, shift, FN(np_ok)(m, shift), next,
+                                         nt ? NULL : out);
         FN(map_log)(x, out, k, (T)log(s), shift, nt);
     } else {
         T *e = scratch ? scratch : out;

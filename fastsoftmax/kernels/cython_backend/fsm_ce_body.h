@@ -116,7 +116,7 @@ static int FN(ce_index_rows)(const char *z, ptrdiff_t zs, ptrdiff_t n, ptrdiff_t
             const char *pf = C * (ptrdiff_t)sizeof(T) >= 4096 && i + 1 < n ? z + (i + 1) * zs : NULL;
             const double s = gr ? (pf ? FN(row_exp_sum_store_hp_pf)(zr, e, C, shift, np, pf)
                                       : FN(row_exp_sum_store_hp)(zr, e, C, shift, np))
-                                : (pf ? FN(row_exp_sum_hp_pf)(zr, C, shift, np, pf)
+                                : (pf ? FN(row_exp_sum_hp_pf)(zr, C, shift, np, pf, NULL)
                                       : FN(row_exp_sum_hp)(zr, C, shift, np));
             const double lse = (double)shift + log(s);
             const double wy = w ? w[y] : 1.0;

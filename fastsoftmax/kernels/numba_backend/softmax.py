@@ -1118,10 +1118,11 @@ def _col_write4(xf, xg, xs1, of, og, os1, w, shift, scale, nt, tmp):
     ``os1``) of the ``w`` columns at ``xg``/``og``: ``exp(x - shift) *
     scale``.  Four rows per pass over the columns keep four reads in flight;
     ``nt``: the rows go through ``tmp`` (``4 * w``, in L1/L2) and are
-    streamed out.  (32000, 4096), axis 0, one thread, time / copy: float32
-    3.2 -> 2.9, float64 3.2 -> 2.9 with streaming stores (two rows at a time
-    streamed, float64 was no faster than plain stores); four rows for
-    log_softmax measured slower than one with a prefetch.
+    streamed out.  (32000, 4096), axis 0, time / copy: float32 1.64 -> 1.44
+    at 2 threads, 3.2 -> 3.05 at one; float64 1.64 -> 1.49 and 3.2 -> 3.08,
+    with streaming stores (two rows at a time streamed, float64 was no
+    faster than with plain stores); four rows for log_softmax measured
+    slower than one with a prefetch (1.44 -> 1.59).
 
     A separate function, not inlined by Numba (as ``_col_group8``), so that
     its loop keeps the exp's constants in registers.  In place (``of`` is

@@ -85,3 +85,39 @@ def test_short_row_log_softmax_blocks(isa, dtype, n, k):
     # near 0 the relative error stays at the precision of the dtype
     if near0.any():
         np.testing.assert_allclose(out[near0], want[near0], rtol=4 * np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("k", [65, 100, 257, 1000, 1029])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_row_log_softmax_float32_near_zero_wherever_the_max_is(isa, k, n_threads):
+    """float32 log_softmax of rows in cache sums the exponentials in float
+    blocks, with the max's column rotated into an accumulator that leaves
+    out exp(0) = 1: the outputs near 0 (-log(sum), sum just above 1) keep
+    their relative accuracy with the max at every lane of the first groups
+    of four vectors (each instruction set), in later blocks and in the
+    tail; ties in one column (counted), in two columns and everywhere."""
+    rng = np.random.default_rng(k)
+    places = sorted(set(range(min(k, 130))) | {k // 2, k - 41, k - 17, k - 2, k - 1})
+    rows = []
+    for p in places:
+        r = rng.uniform(-28.0, -17.0, k)   # the sum's part below 1: 1e-8 .. 1e-5
+        r[p] = 0.0
+        rows.append(r)
+    for p, q in [(0, 64), (5, 69), (k - 70, k - 6), (3, 4), (0, k - 1)]:
+        if not (0 <= p < k and 0 <= q < k):
+            continue
+        r = rng.uniform(-28.0, -17.0, k)
+        r[p] = r[q] = 0.0
+        rows.append(r)
+    rows.append(np.zeros(k))
+    rows.append(np.linspace(-30.0, 0.0, k))
+    x = (np.array(rows) + 3.0).astype(np.float32)   # a max that is not 0
+    out = np.full_like(x, np.nan)
+    K.softmax_rows(x, out, True, n_threads)
+    want = _log_softmax_ref(x)
+    eps = np.finfo(np.float32).eps
+    np.testing.assert_allclose(out, want, rtol=2e-6, atol=16 * eps * 30.0)
+    top = want.max(axis=1)   # -log(sum): 1e-8 .. 1e-5 below 0 for the single-max rows
+    assert (top[: len(places)] > -2e-5).all() and (top[: len(places)] < -1e-9).all()
+    got_top = out[np.arange(len(rows)), np.argmax(x, axis=1)]
+    np.testing.assert_allclose(got_top, top, rtol=8 * eps)

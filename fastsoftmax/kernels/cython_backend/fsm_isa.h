@@ -138,6 +138,41 @@ FSM_INLINE int ISA(any_d)(ISA(vl) m)
 }
 #endif
 
+/* *acc += the lanes of e other than 1 (NaN included), *cnt += those equal
+   to 1 (counts them); masked adds where the ISA has them */
+#if defined(FSM_X86) && FSM_VB == 64
+FSM_INLINE void ISA(add_ne1_f)(ISA(vf) *acc, ISA(vf) *cnt, ISA(vf) e)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __mmask16 eq = _mm512_cmp_ps_mask((__m512)e, one, _CMP_EQ_OQ);
+    *acc = (ISA(vf))_mm512_mask_add_ps((__m512)*acc, (__mmask16)~eq, (__m512)*acc, (__m512)e);
+    *cnt = (ISA(vf))_mm512_mask_add_ps((__m512)*cnt, eq, (__m512)*cnt, one);
+}
+#else
+FSM_INLINE void ISA(add_ne1_f)(ISA(vf) *acc, ISA(vf) *cnt, ISA(vf) e)
+{
+    ISA(vi) eq = e == 1.0f;
+    *acc += (ISA(vf))(~eq & (ISA(vi))e);
+    *cnt += (ISA(vf))(eq & (ISA(vi))((ISA(vf)){0} + 1.0f));
+}
+#endif
+
+/* bit j set when lane j of the float mask m is set */
+#if defined(FSM_X86) && FSM_VB == 64
+FSM_INLINE uint32_t ISA(mask_bits_f)(ISA(vi) m) { return _mm512_test_epi32_mask((__m512i)m, (__m512i)m); }
+#elif defined(FSM_X86) && FSM_VB == 32
+FSM_INLINE uint32_t ISA(mask_bits_f)(ISA(vi) m) { return (uint32_t)_mm256_movemask_ps((__m256)m); }
+#elif defined(FSM_X86) && FSM_VB == 16
+FSM_INLINE uint32_t ISA(mask_bits_f)(ISA(vi) m) { return (uint32_t)_mm_movemask_ps((__m128)m); }
+#else
+FSM_INLINE uint32_t ISA(mask_bits_f)(ISA(vi) m)
+{
+    uint32_t b = 0;
+    for (int j = 0; j < (int)(FSM_VB / 4); j++) b |= (uint32_t)(m[j] != 0) << j;
+    return b;
+}
+#endif
+
 #if defined(FSM_X86) && FSM_VB == 64
 /*
  * AVX-512: a cheaper double exp with a 16-entry table (Tang's method, as

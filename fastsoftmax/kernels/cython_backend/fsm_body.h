@@ -321,10 +321,11 @@ static double FN(row_exp_sum_sm)(const T *x, ptrdiff_t k, T shift, int np)
     return np ? FN(row_exp_sum_)(x, NULL, k, shift, 0, 1, 0)
               : FN(row_exp_sum_)(x, NULL, k, shift, 0, 0, 0);
 }
-static double FN(row_exp_sum_store_sm)(const T *x, T *dst, ptrdiff_t k, T m, const char *pf)
+static double FN(row_exp_sum_store_sm)(const T *x, T *dst, ptrdiff_t k, T m, const char *pf,
+                                      T *pfw)
 {
-    return pf ? FN(row_exp_sum_pf_)(x, dst, k, m, 1, 1, 0, pf, NULL, 0)
-              : FN(row_exp_sum_pf_)(x, dst, k, m, 1, 1, 0, NULL, NULL, 0);
+    return pf || pfw ? FN(row_exp_sum_pf_)(x, dst, k, m, 1, 1, 0, pf, (char *)pfw, 0)
+                     : FN(row_exp_sum_pf_)(x, dst, k, m, 1, 1, 0, NULL, NULL, 0);
 }
 
 /* dst = op(src) elementwise, op one of
@@ -410,7 +411,9 @@ static inline void FN(row_incache)(const T *x, T *out, ptrdiff_t k, int is_log,
         FN(map_log)(x, out, k, (T)log(s), shift, nt);
     } else {
         T *e = scratch ? scratch : out;
-        double s = FN(row_exp_sum_store_sm)(x, e, k, m, next);
+        /* as log_softmax's: out's lines for the scaling pass (when the
+           exponentials go to scratch, without streaming stores) */
+        double s = FN(row_exp_sum_store_sm)(x, e, k, m, next, scratch && !nt ? out : NULL);
         FN(map_scale)(e, out, k, (T)(1.0 / s), nt);
     }
 }

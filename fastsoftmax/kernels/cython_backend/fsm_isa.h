@@ -113,17 +113,27 @@ FSM_INLINE ISA(vd) ISA(max_d)(ISA(vd) a, ISA(vd) b)
 { ISA(vl) m = b > a; return (ISA(vd))((m & (ISA(vl))b) | (~m & (ISA(vl))a)); }
 #endif
 
-/* any(mask): one instruction on x86 */
+/* any(mask): one instruction on x86; mask_bits_f: bit j set when lane j of
+   the float mask m is set */
 #if defined(FSM_X86) && FSM_VB == 64
-FSM_INLINE int ISA(any_f)(ISA(vi) m) { return _mm512_test_epi32_mask((__m512i)m, (__m512i)m) != 0; }
+FSM_INLINE uint32_t ISA(mask_bits_f)(ISA(vi) m) { return _mm512_test_epi32_mask((__m512i)m, (__m512i)m); }
+FSM_INLINE int ISA(any_f)(ISA(vi) m) { return ISA(mask_bits_f)(m) != 0; }
 FSM_INLINE int ISA(any_d)(ISA(vl) m) { return _mm512_test_epi64_mask((__m512i)m, (__m512i)m) != 0; }
 #elif defined(FSM_X86) && FSM_VB == 32
+FSM_INLINE uint32_t ISA(mask_bits_f)(ISA(vi) m) { return (uint32_t)_mm256_movemask_ps((__m256)m); }
 FSM_INLINE int ISA(any_f)(ISA(vi) m) { return !_mm256_testz_si256((__m256i)m, (__m256i)m); }
 FSM_INLINE int ISA(any_d)(ISA(vl) m) { return !_mm256_testz_si256((__m256i)m, (__m256i)m); }
 #elif defined(FSM_X86) && FSM_VB == 16
-FSM_INLINE int ISA(any_f)(ISA(vi) m) { return _mm_movemask_ps((__m128)m) != 0; }
+FSM_INLINE uint32_t ISA(mask_bits_f)(ISA(vi) m) { return (uint32_t)_mm_movemask_ps((__m128)m); }
+FSM_INLINE int ISA(any_f)(ISA(vi) m) { return ISA(mask_bits_f)(m) != 0; }
 FSM_INLINE int ISA(any_d)(ISA(vl) m) { return _mm_movemask_pd((__m128d)m) != 0; }
 #else
+FSM_INLINE uint32_t ISA(mask_bits_f)(ISA(vi) m)
+{
+    uint32_t b = 0;
+    for (int j = 0; j < (int)(FSM_VB / 4); j++) b |= (uint32_t)(m[j] != 0) << j;
+    return b;
+}
 FSM_INLINE int ISA(any_f)(ISA(vi) m)
 {
     int32_t a = 0;
@@ -154,22 +164,6 @@ FSM_INLINE void ISA(add_ne1_f)(ISA(vf) *acc, ISA(vf) *cnt, ISA(vf) e)
     ISA(vi) eq = e == 1.0f;
     *acc += (ISA(vf))(~eq & (ISA(vi))e);
     *cnt += (ISA(vf))(eq & (ISA(vi))((ISA(vf)){0} + 1.0f));
-}
-#endif
-
-/* bit j set when lane j of the float mask m is set */
-#if defined(FSM_X86) && FSM_VB == 64
-FSM_INLINE uint32_t ISA(mask_bits_f)(ISA(vi) m) { return _mm512_test_epi32_mask((__m512i)m, (__m512i)m); }
-#elif defined(FSM_X86) && FSM_VB == 32
-FSM_INLINE uint32_t ISA(mask_bits_f)(ISA(vi) m) { return (uint32_t)_mm256_movemask_ps((__m256)m); }
-#elif defined(FSM_X86) && FSM_VB == 16
-FSM_INLINE uint32_t ISA(mask_bits_f)(ISA(vi) m) { return (uint32_t)_mm_movemask_ps((__m128)m); }
-#else
-FSM_INLINE uint32_t ISA(mask_bits_f)(ISA(vi) m)
-{
-    uint32_t b = 0;
-    for (int j = 0; j < (int)(FSM_VB / 4); j++) b |= (uint32_t)(m[j] != 0) << j;
-    return b;
 }
 #endif
 

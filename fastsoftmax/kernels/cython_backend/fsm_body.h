@@ -419,150 +419,34 @@ static inline void FN(row_incache)(const T *x, T *out, ptrdiff_t k, int is_log,
 }
 
 
-/* A short row (k <= 4 W, NV vectors, NV a constant) held in registers: one
-   read, one write, no passes over memory and no calls.  Softmax sums the
-   (at most 4 W) exponentials in T and writes the row; log_softmax gives
-   the shift and the exponentials' partial sums in double (one vector, see
-   the sums), and row_small_logw writes the row once the block's logs are
-   known.  (Writing x - shift here for row_small_logw to read back was
-   slower: a partial row's masked store does not forward to the masked load,
-   (64, 10) 1.07 -> 1.47 us.) */
+/* ---- short rows (k <= 4 W): blocks of W rows turned around ---------------
+
+   Row b of a block of W rows becomes lane b.  Each of the rows' NV vectors
+   (NV = ceil(k / W) <= FSM_SMALL_VECS, a constant) is one W x W tile;
+   transposed (log2(W) stages of W two-source shuffles), its W vectors are
+   the tile's columns, and the max, the exponentials, the sums, the log and
+   the result are vertical operations over the block's rows: no reduction
+   across lanes, no scalar work per row.  (100000, 16), one thread, against
+   a row per vector with lane reductions: float32 softmax 1.08 -> 0.61 ms,
+   log_softmax 1.30 -> 0.66 ms; float64 1.73 -> 1.45, 1.95 -> 1.49.)  A
+   row's result depends on that row alone, whichever block and lane it
+   falls in: the rows left over (fewer than W) go through the same code in
+   a block padded with zero rows, so thread counts never change the bits. */
 #define FSM_SMALL_VECS 4
-FSM_INLINE void FN(row_small_n)(const T *x, T *out, ptrdiff_t k, int is_log, const int NV,
-                                VI pad, T *shift_out, ISA(vd) *sum_out)
-{
-    /* pad: the padding lanes of the last vector (computed once per call) */
-    const T ninf = -(T)INFINITY;
-    const ptrdiff_t last = k - (NV - 1) * W;   /* 1..W lanes in the last vector */
-    VT v[FSM_SMALL_VECS], e[FSM_SMALL_VECS];
-    VT mv = FN(splat)(ninf);
-    for (int j = 0; j < NV - 1; j++) {
-        v[j] = FN(load)(x + j * W);
-        mv = FN(vmax)(mv, v[j]);
-    }
-    v[NV - 1] = last == W ? FN(load)(x + (NV - 1) * W)
-                          : FN(load_part)(x + (NV - 1) * W, last, ninf);
-    mv = FN(vmax)(mv, v[NV - 1]);
-    const VT mvec = FN(allmax)(mv);
-    const T m = mvec[0];
-    const T shift = (is_log && !FN(is_finite)(m)) ? 0 : m;
-    const VT sh = is_log ? FN(splat)(shift) : mvec;
-    /* padding lanes: exp(0), then 0 */
-    v[NV - 1] = FN(sel)(pad, sh, v[NV - 1]);
-    VT es = {0};
-    for (int j = 0; j < NV; j++) v[j] = v[j] - sh;
-    if (FN(np_ok)(m, shift))
-        for (int j = 0; j < NV; j++) e[j] = VEXPN(v[j]);
-    else
-        for (int j = 0; j < NV; j++) e[j] = VEXP(v[j]);
-    e[NV - 1] = (VT)(~pad & (VI)e[NV - 1]);
-    for (int j = 0; j < NV; j++) es += e[j];
-    if (is_log) {
-        SUMD_DECL(a0);
-        if (FSM_F32)  /* log(sum) to the last bits */
-            for (int j = 0; j < NV; j++) SUMD_FOLD(a0, e[j]);
-        else
-            SUMD_FOLD(a0, es);
-        *shift_out = shift;
-#if FSM_F32
-        *sum_out = a0_lo + a0_hi;
-#else
-        *sum_out = a0;
-#endif
-        return;
-    }
-    /* one scalar division: a full-width vector one costs up to 16 cycles of
-       throughput (512 bits), more than the rest of a short row */
-    const T inv = (T)1 / FN(allsum)(es)[0];
-    for (int j = 0; j < NV; j++) e[j] = e[j] * inv;
-    for (int j = 0; j < NV - 1; j++) FN(store)(out + j * W, e[j]);
-    if (last == W) FN(store)(out + (NV - 1) * W, e[NV - 1]);
-    else FN(store_part)(out + (NV - 1) * W, e[NV - 1], last);
-}
-
-/* log_softmax of a short row, given its shift and lse: (x - shift) - lse */
-FSM_INLINE void FN(row_small_logw)(const T *x, T *out, ptrdiff_t k, const int NV, T shift, T lse)
-{
-    const ptrdiff_t last = k - (NV - 1) * W;
-    for (int j = 0; j < NV - 1; j++)
-        FN(store)(out + j * W, (FN(load)(x + j * W) - shift) - lse);
-    if (last == W)
-        FN(store)(out + (NV - 1) * W, (FN(load)(x + (NV - 1) * W) - shift) - lse);
-    else
-        FN(store_part)(out + (NV - 1) * W,
-                       (FN(load_part)(x + (NV - 1) * W, last, 0) - shift) - lse, last);
-}
-
-/* Transposed sums: d[b] holds partial sums (in double) of row b of a block
-   of WD rows; the result's lane b is the total of d[b], for every b, by
-   log2(WD) levels of two-source shuffles (even and odd lanes) and adds:
-   WD - 1 steps for the block instead of a horizontal sum per row.  Each
-   row's partials are added in the same order whatever its place in the
-   block: (l0 + l1) + (l2 + l3), ... */
 #define FSM_WD ((ptrdiff_t)(FSM_VB / sizeof(double)))
-/* rounds of FSM_LB vectors of sums (FSM_LB * FSM_WD rows): the logs of a
-   round are independent and overlap (the log's division is long): 10-15%
-   faster than one vector per round (100000 x 16, one thread) */
-#define FSM_LB 4
-FSM_INLINE ISA(vd) FN(pair_sums)(ISA(vd) a, ISA(vd) b)
-{
-    typedef ISA(vl) VLI;
-#if FSM_VB == 64
-    return __builtin_shuffle(a, b, (VLI){0, 2, 4, 6, 8, 10, 12, 14})
-           + __builtin_shuffle(a, b, (VLI){1, 3, 5, 7, 9, 11, 13, 15});
-#elif FSM_VB == 32
-    return __builtin_shuffle(a, b, (VLI){0, 2, 4, 6}) + __builtin_shuffle(a, b, (VLI){1, 3, 5, 7});
-#else
-    return __builtin_shuffle(a, b, (VLI){0, 2}) + __builtin_shuffle(a, b, (VLI){1, 3});
-#endif
-}
-FSM_INLINE ISA(vd) FN(transposed_sums)(ISA(vd) *d)
-{
-    ISA(vd) t[FSM_WD];
-    for (ptrdiff_t j = 0; j < FSM_WD; j++) t[j] = d[j];
-    for (ptrdiff_t n = FSM_WD; n > 1; n /= 2)
-        for (ptrdiff_t j = 0; j < n / 2; j++) t[j] = FN(pair_sums)(t[2 * j], t[2 * j + 1]);
-    return t[0];
-}
 
-/* lse[b] = log(s[b]) for the lanes of a vector of softmax sums (every one
-   >= 1, or 0, inf or NaN when the row's max is not finite): vectorised,
-   libm for the lanes out of range */
-FSM_INLINE void FN(log_lanes)(ISA(vd) s, T *lse)
-{
-    typedef ISA(vd) VD;
-    typedef ISA(vl) VL;
-    VD l = ISA(log_vd_ge1)(s);
-    VL bad = ~((s >= 1.0) & (s <= 0x1.fffffffffffffp1023));
-    if (__builtin_expect(ISA(any_d)(bad), 0))
-        for (ptrdiff_t j = 0; j < FSM_WD; j++)
-            if (bad[j]) l[j] = log(s[j]);
-    for (ptrdiff_t j = 0; j < FSM_WD; j++) lse[j] = (T)l[j];
-}
-
-/* A block of W short rows turned around: row b becomes lane b.  Each of
-   the rows' NV vectors is one W x W tile; transposed (log2(W) stages of W
-   two-source shuffles), its W vectors are the tile's columns, and the max,
-   the exponentials, the sums, the log and the result are vertical
-   operations over the block's rows, with no reduction across lanes (a row
-   of 16 floats: about 12 cycles instead of 30 for softmax, 34 for
-   log_softmax, one thread).  Every operation is the one that row_small_n
-   (and row_small_logw) does for the row, in the same order (the lane
-   reductions' trees included), so that a row gets the same bits in a
-   block or alone (the rows left over, and blocks that fall back, are done
-   one by one).  Returns 1, having written nothing, when a log_softmax row
-   has a +inf max (its exponentials need the clamped exp). */
 #define FSM_TL_(l, s) (((l) & (s)) ? (l) + W - (s) : (l))
 #define FSM_TH_(l, s) (((l) & (s)) ? (l) + W : (l) + (s))
 #define FSM_TL2_(f, s, o) f((o), s), f((o) + 1, s)
 #define FSM_TL4_(f, s, o) FSM_TL2_(f, s, o), FSM_TL2_(f, s, (o) + 2)
 #define FSM_TL8_(f, s, o) FSM_TL4_(f, s, o), FSM_TL4_(f, s, (o) + 4)
 #define FSM_TL16_(f, s, o) FSM_TL8_(f, s, o), FSM_TL8_(f, s, (o) + 8)
-#if FSM_VB / (FSM_F32 ? 4 : 8) == 16
+#define FSM_LANES_ (FSM_VB / (FSM_F32 ? 4 : 8))
+#if FSM_LANES_ == 16
 #define FSM_TLW_(f, s) (VI){FSM_TL16_(f, s, 0)}
-#elif FSM_VB / (FSM_F32 ? 4 : 8) == 8
+#elif FSM_LANES_ == 8
 #define FSM_TLW_(f, s) (VI){FSM_TL8_(f, s, 0)}
-#elif FSM_VB / (FSM_F32 ? 4 : 8) == 4
+#elif FSM_LANES_ == 4
 #define FSM_TLW_(f, s) (VI){FSM_TL4_(f, s, 0)}
 #else
 #define FSM_TLW_(f, s) (VI){FSM_TL2_(f, s, 0)}
@@ -575,21 +459,23 @@ FSM_INLINE void FN(log_lanes)(ISA(vd) s, T *lse)
             (r)[i_] = __builtin_shuffle(a_, b_, FSM_TLW_(FSM_TL_, s));           \
             (r)[i_ + (s)] = __builtin_shuffle(a_, b_, FSM_TLW_(FSM_TH_, s));     \
         }
+/* r[0:W], a W x W tile (r[i] its row i), transposed in place */
 FSM_INLINE void FN(transpose)(VT *r)
 {
     FSM_TSTAGE_(r, 1)
-#if FSM_VB / (FSM_F32 ? 4 : 8) >= 4
+#if FSM_LANES_ >= 4
     FSM_TSTAGE_(r, 2)
 #endif
-#if FSM_VB / (FSM_F32 ? 4 : 8) >= 8
+#if FSM_LANES_ >= 8
     FSM_TSTAGE_(r, 4)
 #endif
-#if FSM_VB / (FSM_F32 ? 4 : 8) >= 16
+#if FSM_LANES_ >= 16
     FSM_TSTAGE_(r, 8)
 #endif
 }
 #undef FSM_TSTAGE_
 #undef FSM_TLW_
+#undef FSM_LANES_
 #undef FSM_TL16_
 #undef FSM_TL8_
 #undef FSM_TL4_
@@ -597,20 +483,51 @@ FSM_INLINE void FN(transpose)(VT *r)
 #undef FSM_TH_
 #undef FSM_TL_
 
-FSM_INLINE int FN(small_block)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
-                               ptrdiff_t k, int is_log, const int NV)
+/* lse[b] = log(s[b]) for the lanes of a vector of sums (every one >= 1,
+   or 0, inf or NaN when the row's max is not finite): vectorised, libm for
+   the lanes out of range */
+FSM_INLINE void FN(log_lanes)(ISA(vd) s, T *lse)
+{
+    typedef ISA(vd) VD;
+    typedef ISA(vl) VL;
+#if FSM_F32
+    VD l = ISA(log_vd_ge1_f)(s);   /* rounded to float below */
+#else
+    VD l = ISA(log_vd_ge1)(s);
+#endif
+    VL bad = ~((s >= 1.0) & (s <= 0x1.fffffffffffffp1023));
+    if (__builtin_expect(ISA(any_d)(bad), 0))
+        for (ptrdiff_t j = 0; j < FSM_WD; j++)
+            if (bad[j]) l[j] = log(s[j]);
+    for (ptrdiff_t j = 0; j < FSM_WD; j++) lse[j] = (T)l[j];
+}
+
+/* A block in two parts, so that the caller can overlap one block's long
+   dependency chains (the division or the log, after the sums) with the
+   next block's work: a block is more work than the out-of-order window
+   holds.  small_sums: W rows of k elements (row stride xs bytes) into t
+   (softmax: the exponentials; log_softmax: the transposed x), *sum
+   (softmax: the sums), d (log_softmax: the sums in double, two vectors
+   for float) and *shv (the shifts). */
+FSM_INLINE void FN(small_sums)(const char *x, ptrdiff_t xs, ptrdiff_t k, int is_log,
+                               const int NV, VT (*t)[W], VT *sum, ISA(vd) *d, VT *shv)
 {
     const T ninf = -(T)INFINITY;
     const ptrdiff_t last = k - (NV - 1) * W;   /* 1..W lanes in the last vector */
     VT c[FSM_SMALL_VECS][W], e[FSM_SMALL_VECS][W], acc[W];
+#define FSM_VALID_(v, l) ((v) < NV - 1 || (l) < last)   /* column v W + l < k */
+    /* (a pointer stepped from row to row: with x + b xs, GCC kept the W
+       row addresses in stack slots, loaded, stepped and stored back every
+       block) */
     _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {
-        _Pragma("GCC unroll 16") for (ptrdiff_t b = 0; b < W; b++) {
-            const T *p = (const T *)(x + b * xs) + v * W;
+        const char *px = x;
+        _Pragma("GCC unroll 16") for (ptrdiff_t b = 0; b < W; b++, px += xs) {
+            const T *p = (const T *)px + v * W;
             c[v][b] = (v < NV - 1 || last == W) ? FN(load)(p) : FN(load_part)(p, last, ninf);
         }
         FN(transpose)(c[v]);
     }
-    /* the max: row_small_n's vmax over the vectors, then allmax's tree */
+    /* the max (NaN ignored: vmax from -inf), a tree over the columns */
     _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++) {
         acc[l] = FN(splat)(ninf);
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[l] = FN(vmax)(acc[l], c[v][l]);
@@ -618,155 +535,147 @@ FSM_INLINE int FN(small_block)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t
     _Pragma("GCC unroll 16") for (ptrdiff_t h = W / 2; h >= 1; h /= 2)
         _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < h; l++) acc[l] = FN(vmax)(acc[l], acc[l + h]);
     const VT m = acc[0];
+    /* softmax: x - m, every one <= 0, -inf or NaN (also for m = +-inf);
+       log_softmax shifts a max of +inf (or -inf) by 0 instead (SciPy), and
+       those rows' x - 0 need the clamped exp */
     VT sh = m;
+    VI np = m == m;
     if (is_log) {
         const VI fin = (m - m) == 0;
-        sh = (VT)(fin & (VI)m);                      /* shift: the max, or 0 */
-        /* np_ok lanes: a finite max or -inf */
-        if (FN(any)(~(fin | (m == ninf)))) return 1;
-    } else if (FN(any)(m != m)) {
-        return 1;
+        sh = (VT)(fin & (VI)m);
+        np = fin | (m == ninf);
     }
-    /* exponentials; 0 past the row's end (row_small_n's padding) */
+    /* (every loop over the tiles is unrolled: constant indices keep the
+       tiles in registers) */
     _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
         _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++)
-            e[v][l] = (v < NV - 1 || l < last) ? VEXPN(c[v][l] - sh) : (VT){0};
+            e[v][l] = FSM_VALID_(v, l) ? VEXPN(c[v][l] - sh) : (VT){0};
+    if (__builtin_expect(FN(any)(~np), 0))
+        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
+            _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++)
+                if (FSM_VALID_(v, l)) e[v][l] = FN(sel)(np, e[v][l], VEXP(c[v][l] - sh));
     if (!is_log) {
-        /* es = the vectors' sum, then allsum's tree; one division */
+        /* a tree of sums (T: at most 4 W terms), one division */
         _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++) {
             acc[l] = e[0][l];
             _Pragma("GCC unroll 4") for (int v = 1; v < NV; v++) acc[l] += e[v][l];
         }
         _Pragma("GCC unroll 16") for (ptrdiff_t h = W / 2; h >= 1; h /= 2)
             _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < h; l++) acc[l] += acc[l + h];
-        const VT inv = (T)1 / acc[0];
+        *sum = acc[0];
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
-            _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++) c[v][l] = e[v][l] * inv;
+            _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++) t[v][l] = e[v][l];
     } else {
-        /* the sums in double: lane i of row_small_n's vector of partial
-           sums, then transposed_sums's tree of pairs */
-        T lse[W];
+        /* log(sum) to the last bits: its values near 0 cancel */
 #if FSM_F32
-        _Pragma("GCC unroll 2") for (int half = 0; half < 2; half++) {
-            ISA(vd) d[FSM_WD];
-            _Pragma("GCC unroll 8") for (ptrdiff_t i = 0; i < FSM_WD; i++) {
-                ISA(vd) lo, hi;
-                if (half == 0) {
-                    lo = ISA(widen_lo)(e[0][i]);
-                    hi = ISA(widen_lo)(e[0][i + FSM_WD]);
-                    _Pragma("GCC unroll 4") for (int v = 1; v < NV; v++) {
-                        lo += ISA(widen_lo)(e[v][i]);
-                        hi += ISA(widen_lo)(e[v][i + FSM_WD]);
-                    }
-                } else {
-                    lo = ISA(widen_hi)(e[0][i]);
-                    hi = ISA(widen_hi)(e[0][i + FSM_WD]);
-                    _Pragma("GCC unroll 4") for (int v = 1; v < NV; v++) {
-                        lo += ISA(widen_hi)(e[v][i]);
-                        hi += ISA(widen_hi)(e[v][i + FSM_WD]);
-                    }
-                }
-                d[i] = lo + hi;
-            }
-            _Pragma("GCC unroll 8") for (ptrdiff_t n = FSM_WD; n > 1; n /= 2)
-                _Pragma("GCC unroll 8") for (ptrdiff_t i = 0; i < n / 2; i++) d[i] = d[2 * i] + d[2 * i + 1];
-            FN(log_lanes)(d[0], lse + half * FSM_WD);
-        }
-#else
-        {
-            ISA(vd) d[FSM_WD];
-            _Pragma("GCC unroll 8") for (ptrdiff_t i = 0; i < FSM_WD; i++) {
-                d[i] = e[0][i];
-                _Pragma("GCC unroll 4") for (int v = 1; v < NV; v++) d[i] += e[v][i];
-            }
-            _Pragma("GCC unroll 8") for (ptrdiff_t n = FSM_WD; n > 1; n /= 2)
-                _Pragma("GCC unroll 8") for (ptrdiff_t i = 0; i < n / 2; i++) d[i] = d[2 * i] + d[2 * i + 1];
-            FN(log_lanes)(d[0], lse);
-        }
-#endif
-        const VT lv = FN(load)(lse);
-        /* (x - shift) - lse, as row_small_logw */
+        /* A float sum loses sum - 1 only where it adds to a max's exp(0)
+           = 1 (1 + 1e-9 is 1 in float): the exponentials equal to 1 are
+           counted, the others summed in float (four chains), and
+           log(count + sum) is taken in double, as row_exp_sum_log does for
+           rows in cache.  (Widening every exponential to double instead
+           cost log_softmax 40% over softmax.) */
+        VT s4[4] = {{0}}, n4[4] = {{0}};
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
-            _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++) c[v][l] = (c[v][l] - sh) - lv;
+            _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++)
+                ISA(add_ne1_f)(&s4[l % 4], &n4[l % 4], e[v][l]);
+        const VT s = (s4[0] + s4[1]) + (s4[2] + s4[3]), n = (n4[0] + n4[1]) + (n4[2] + n4[3]);
+        d[0] = ISA(widen_lo)(n) + ISA(widen_lo)(s);
+        d[1] = ISA(widen_hi)(n) + ISA(widen_hi)(s);
+#else
+        _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++) {
+            acc[l] = e[0][l];
+            _Pragma("GCC unroll 4") for (int v = 1; v < NV; v++) acc[l] += e[v][l];
+        }
+        _Pragma("GCC unroll 16") for (ptrdiff_t h = W / 2; h >= 1; h /= 2)
+            _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < h; l++) acc[l] += acc[l + h];
+        d[0] = acc[0];
+#endif
+        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
+            _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++) t[v][l] = c[v][l];
     }
+    *shv = sh;
+#undef FSM_VALID_
+}
+
+/* the W rows of a block from small_sums's results: softmax e / sum,
+   log_softmax (x - shift) - log(sum) */
+FSM_INLINE void FN(small_write)(char *out, ptrdiff_t os, ptrdiff_t k, int is_log, const int NV,
+                                VT (*t)[W], VT sum, const ISA(vd) *d, VT sh)
+{
+    const ptrdiff_t last = k - (NV - 1) * W;
+    VT c[FSM_SMALL_VECS][W], fac;
+    if (is_log) {
+        T lse[W];
+        FN(log_lanes)(d[0], lse);
+#if FSM_F32
+        FN(log_lanes)(d[1], lse + FSM_WD);
+#endif
+        fac = FN(load)(lse);
+    } else {
+        fac = (T)1 / sum;
+    }
+    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
+        _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++)
+            c[v][l] = is_log ? (t[v][l] - sh) - fac : t[v][l] * fac;
     _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {
         FN(transpose)(c[v]);
-        _Pragma("GCC unroll 16") for (ptrdiff_t b = 0; b < W; b++) {
-            T *p = (T *)(out + b * os) + v * W;
+        char *po = out;
+        _Pragma("GCC unroll 16") for (ptrdiff_t b = 0; b < W; b++, po += os) {
+            T *p = (T *)po + v * W;
             if (v < NV - 1 || last == W) FN(store)(p, c[v][b]);
             else FN(store_part)(p, c[v][b], last);
         }
     }
-    return 0;
 }
 
-/* rows i0 <= i < i1 of a short-row call, one by one */
-static void FN(rows_small_1)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
-                           ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t k, int is_log)
+/* rows i0 <= i < i1 (fewer than W) of a short-row call, in a block of their
+   own padded with zero rows (a function of its own: the tile's room on the
+   stack slowed the block loop down by 25% when inlined there) */
+static __attribute__((noinline)) void FN(small_tail)(const char *x, ptrdiff_t xs, char *out,
+                                                     ptrdiff_t os, ptrdiff_t i0, ptrdiff_t i1,
+                                                     ptrdiff_t k, int is_log)
 {
-    T lse[FSM_LB * FSM_WD], shift[2][FSM_LB * FSM_WD];
-    ISA(vd) sum[2][FSM_LB * FSM_WD], tot[FSM_LB];
-    const ptrdiff_t last = k - ((k + W - 1) / W - 1) * W;   /* lanes used in the last vector */
-    VI pad;
-    for (ptrdiff_t j = 0; j < W; j++) pad[j] = j >= last ? -1 : 0;
-#define FSM_ROW_(i, NV, h, s)                                                    \
-    FN(row_small_n)((const T *)(x + (i) * xs), (T *)(out + (i) * os), k, is_log, NV, \
-                    pad, h, s)
-    /* the logs of a round and the rows' writes, one round late: the logs'
-       inputs are then ready when they issue, and their latency overlaps the
-       next round's rows instead of stalling the writes (which wait for them) */
-#define FSM_ROUND_LOGS_(NV, h, s, i, nb)                                         \
-    do {                                                                         \
-        for (ptrdiff_t g = 0; g < FSM_LB; g++)                                   \
-            tot[g] = FN(transposed_sums)((s) + g * FSM_WD);                      \
-        for (ptrdiff_t g = 0; g < FSM_LB; g++)                                   \
-            FN(log_lanes)(tot[g], lse + g * FSM_WD);                             \
-        for (ptrdiff_t b = 0; b < (nb); b++)                                     \
-            FN(row_small_logw)((const T *)(x + ((i) + b) * xs),                  \
-                               (T *)(out + ((i) + b) * os), k, NV, (h)[b], lse[b]); \
-    } while (0)
-#define FSM_SMALL_LOOP(NV)                                                       \
-    if (!is_log) {                                                               \
-        for (ptrdiff_t i = i0; i < i1; i++) FSM_ROW_(i, NV, shift[0], sum[0]);   \
-        break;                                                                   \
-    }                                                                            \
-    {                                                                            \
-        ptrdiff_t pi = 0, pnb = 0;                                               \
-        int cur = 0;                                                             \
-        for (ptrdiff_t i = i0; i < i1; i += FSM_LB * FSM_WD) {                   \
-            const ptrdiff_t nb = i1 - i < FSM_LB * FSM_WD ? i1 - i : FSM_LB * FSM_WD; \
-            ISA(vd) *s = sum[cur];                                               \
-            T *h = shift[cur];                                                   \
-            for (ptrdiff_t b = 0; b < nb; b++) FSM_ROW_(i + b, NV, h + b, s + b); \
-            for (ptrdiff_t b = nb; b < FSM_LB * FSM_WD; b++) {  /* padding rows: log(1) */ \
-                s[b] = (ISA(vd)){0};                                             \
-                s[b][0] = 1.0;                                                   \
-            }                                                                    \
-            if (pnb) FSM_ROUND_LOGS_(NV, shift[cur ^ 1], sum[cur ^ 1], pi, pnb); \
-            pi = i;                                                              \
-            pnb = nb;                                                            \
-            cur ^= 1;                                                            \
-        }                                                                        \
-        if (pnb) FSM_ROUND_LOGS_(NV, shift[cur ^ 1], sum[cur ^ 1], pi, pnb);     \
+    const int NV = (int)((k + W - 1) / W);
+    T tile[W * FSM_SMALL_VECS * W];
+    const ptrdiff_t ts = NV * W * (ptrdiff_t)sizeof(T);   /* the tile's row stride */
+    memset(tile, 0, sizeof tile);
+    for (ptrdiff_t b = 0; b < i1 - i0; b++)
+        memcpy((char *)tile + b * ts, x + (i0 + b) * xs, (size_t)k * sizeof(T));
+    VT t[FSM_SMALL_VECS][W], sum, sh;
+    ISA(vd) d[2];
+#define FSM_TAIL_(NV)                                                            \
+    FN(small_sums)((const char *)tile, ts, k, is_log, NV, t, &sum, d, &sh);      \
+    FN(small_write)((char *)tile, ts, k, is_log, NV, t, sum, d, sh);
+    switch (NV) {
+    case 1: FSM_TAIL_(1); break;
+    case 2: FSM_TAIL_(2); break;
+    case 3: FSM_TAIL_(3); break;
+    default: FSM_TAIL_(4); break;
     }
-    switch ((k + W - 1) / W) {
-    case 1: FSM_SMALL_LOOP(1); break;
-    case 2: FSM_SMALL_LOOP(2); break;
-    case 3: FSM_SMALL_LOOP(3); break;
-    default: FSM_SMALL_LOOP(4); break;
-    }
-#undef FSM_SMALL_LOOP
-#undef FSM_ROUND_LOGS_
-#undef FSM_ROW_
+#undef FSM_TAIL_
+    for (ptrdiff_t b = 0; b < i1 - i0; b++)
+        memcpy(out + (i0 + b) * os, (const char *)tile + b * ts, (size_t)k * sizeof(T));
 }
 
-/* rows i0 <= i < i1 of a short-row call: blocks of W rows (small_block),
-   the rows left over one by one */
+/* rows i0 <= i < i1 of a short-row call: blocks of W rows, then the rows
+   left over (small_tail) */
 static void FN(rows_small)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
                            ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t k, int is_log)
 {
     ptrdiff_t i = i0;
-#define FSM_BLOCKS_(NV)                                                              for (; i + W <= i1; i += W)                                                          if (FN(small_block)(x + i * xs, xs, out + i * os, os, k, is_log, NV))                FN(rows_small_1)(x, xs, out, os, i, i + W, k, is_log);
+    VT t[2][FSM_SMALL_VECS][W], sum[2], sh[2];
+    ISA(vd) d[2][2];
+    /* block i's sums, then block i - W's writing (double-buffered) */
+#define FSM_BLOCKS_(NV)                                                          \
+    for (int cur = 0; i + W <= i1; i += W, cur ^= 1) {                           \
+        FN(small_sums)(x + i * xs, xs, k, is_log, NV, t[cur], sum + cur, d[cur], sh + cur); \
+        if (i > i0)                                                              \
+            FN(small_write)(out + (i - W) * os, os, k, is_log, NV, t[cur ^ 1],   \
+                            sum[cur ^ 1], d[cur ^ 1], sh[cur ^ 1]);              \
+        if (i + 2 * W > i1)                                                      \
+            FN(small_write)(out + i * os, os, k, is_log, NV, t[cur], sum[cur], d[cur], \
+                            sh[cur]);                                            \
+    }
     switch ((k + W - 1) / W) {
     case 1: FSM_BLOCKS_(1); break;
     case 2: FSM_BLOCKS_(2); break;
@@ -774,10 +683,9 @@ static void FN(rows_small)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
     default: FSM_BLOCKS_(4); break;
     }
 #undef FSM_BLOCKS_
-    if (i < i1) FN(rows_small_1)(x, xs, out, os, i, i1, k, is_log);
+    if (i < i1) FN(small_tail)(x, xs, out, os, i, i1, k, is_log);
 }
 #undef FSM_WD
-#undef FSM_LB
 
 static T *FN(alloc_row)(ptrdiff_t k)
 {

@@ -483,15 +483,15 @@ FSM_INLINE void FN(transpose)(VT *r)
 #undef FSM_TH_
 #undef FSM_TL_
 
-/* lse[b] = log(s[b]) for the lanes of a vector of sums (every one >= 1,
-   or 0, inf or NaN when the row's max is not finite): vectorised, libm for
-   the lanes out of range */
-FSM_INLINE void FN(log_lanes)(ISA(vd) s, T *lse)
+/* log(s) lane by lane for a vector of sums (every one >= 1, or 0, inf or
+   NaN when the row's max is not finite): vectorised, libm for the lanes
+   out of range */
+FSM_INLINE ISA(vd) FN(log_sums)(ISA(vd) s)
 {
     typedef ISA(vd) VD;
     typedef ISA(vl) VL;
 #if FSM_F32
-    VD l = ISA(log_vd_ge1_f)(s);   /* rounded to float below */
+    VD l = ISA(log_vd_ge1_f)(s);   /* rounded to float by the caller */
 #else
     VD l = ISA(log_vd_ge1)(s);
 #endif
@@ -499,18 +499,18 @@ FSM_INLINE void FN(log_lanes)(ISA(vd) s, T *lse)
     if (__builtin_expect(ISA(any_d)(bad), 0))
         for (ptrdiff_t j = 0; j < FSM_WD; j++)
             if (bad[j]) l[j] = log(s[j]);
-    for (ptrdiff_t j = 0; j < FSM_WD; j++) lse[j] = (T)l[j];
+    return l;
 }
 
 /* A block in two parts, so that the caller can overlap one block's long
    dependency chains (the division or the log, after the sums) with the
    next block's work: a block is more work than the out-of-order window
    holds.  small_sums: W rows of k elements (row stride xs bytes) into t
-   (softmax: the exponentials; log_softmax: the transposed x), *sum
-   (softmax: the sums), d (log_softmax: the sums in double, two vectors
-   for float) and *shv (the shifts). */
+   (softmax: the exponentials; log_softmax: x - shift, transposed), *sum
+   (softmax: the sums) and d (log_softmax: the sums in double, two vectors
+   for float). */
 FSM_INLINE void FN(small_sums)(const char *x, ptrdiff_t xs, ptrdiff_t k, int is_log,
-                               const int NV, VT (*t)[W], VT *sum, ISA(vd) *d, VT *shv)
+                               const int NV, VT (*t)[W], VT *sum, ISA(vd) *d)
 {
     const T ninf = -(T)INFINITY;
     const ptrdiff_t last = k - (NV - 1) * W;   /* 1..W lanes in the last vector */
@@ -548,12 +548,14 @@ FSM_INLINE void FN(small_sums)(const char *x, ptrdiff_t xs, ptrdiff_t k, int is_
     /* (every loop over the tiles is unrolled: constant indices keep the
        tiles in registers) */
     _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
-        _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++)
-            e[v][l] = FSM_VALID_(v, l) ? VEXPN(c[v][l] - sh) : (VT){0};
+        _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++) {
+            c[v][l] -= sh;   /* x - shift: the exp's argument, and log_softmax's */
+            e[v][l] = FSM_VALID_(v, l) ? VEXPN(c[v][l]) : (VT){0};
+        }
     if (__builtin_expect(FN(any)(~np), 0))
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
             _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++)
-                if (FSM_VALID_(v, l)) e[v][l] = FN(sel)(np, e[v][l], VEXP(c[v][l] - sh));
+                if (FSM_VALID_(v, l)) e[v][l] = FN(sel)(np, e[v][l], VEXP(c[v][l]));
     if (!is_log) {
         /* a tree of sums (T: at most 4 W terms), one division */
         _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++) {
@@ -593,30 +595,32 @@ FSM_INLINE void FN(small_sums)(const char *x, ptrdiff_t xs, ptrdiff_t k, int is_
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
             _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++) t[v][l] = c[v][l];
     }
-    *shv = sh;
 #undef FSM_VALID_
 }
 
-/* the W rows of a block from small_sums's results: softmax e / sum,
-   log_softmax (x - shift) - log(sum) */
+/* the factor of a block's writing from small_sums's sums: softmax 1/sum,
+   log_softmax log(sum) */
+FSM_INLINE VT FN(small_fac)(int is_log, VT sum, const ISA(vd) *d)
+{
+    if (!is_log) return (T)1 / sum;
+#if FSM_F32
+    /* (not through memory: a float vector loaded from the two halves'
+       stores waits for both, store forwarding fails) */
+    return ISA(narrow2)(FN(log_sums)(d[0]), FN(log_sums)(d[1]));
+#else
+    return FN(log_sums)(d[0]);
+#endif
+}
+
+/* the W rows of a block: softmax e * fac, log_softmax (x - shift) - fac */
 FSM_INLINE void FN(small_write)(char *out, ptrdiff_t os, ptrdiff_t k, int is_log, const int NV,
-                                VT (*t)[W], VT sum, const ISA(vd) *d, VT sh)
+                                VT (*t)[W], VT fac)
 {
     const ptrdiff_t last = k - (NV - 1) * W;
-    VT c[FSM_SMALL_VECS][W], fac;
-    if (is_log) {
-        T lse[W];
-        FN(log_lanes)(d[0], lse);
-#if FSM_F32
-        FN(log_lanes)(d[1], lse + FSM_WD);
-#endif
-        fac = FN(load)(lse);
-    } else {
-        fac = (T)1 / sum;
-    }
+    VT c[FSM_SMALL_VECS][W];
     _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
         _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++)
-            c[v][l] = is_log ? (t[v][l] - sh) - fac : t[v][l] * fac;
+            c[v][l] = is_log ? t[v][l] - fac : t[v][l] * fac;
     _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {
         FN(transpose)(c[v]);
         char *po = out;
@@ -641,11 +645,11 @@ static __attribute__((noinline)) void FN(small_tail)(const char *x, ptrdiff_t xs
     memset(tile, 0, sizeof tile);
     for (ptrdiff_t b = 0; b < i1 - i0; b++)
         memcpy((char *)tile + b * ts, x + (i0 + b) * xs, (size_t)k * sizeof(T));
-    VT t[FSM_SMALL_VECS][W], sum, sh;
+    VT t[FSM_SMALL_VECS][W], sum;
     ISA(vd) d[2];
 #define FSM_TAIL_(NV)                                                            \
-    FN(small_sums)((const char *)tile, ts, k, is_log, NV, t, &sum, d, &sh);      \
-    FN(small_write)((char *)tile, ts, k, is_log, NV, t, sum, d, sh);
+    FN(small_sums)((const char *)tile, ts, k, is_log, NV, t, &sum, d);           \
+    FN(small_write)((char *)tile, ts, k, is_log, NV, t, FN(small_fac)(is_log, sum, d));
     switch (NV) {
     case 1: FSM_TAIL_(1); break;
     case 2: FSM_TAIL_(2); break;
@@ -663,18 +667,20 @@ static void FN(rows_small)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
                            ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t k, int is_log)
 {
     ptrdiff_t i = i0;
-    VT t[2][FSM_SMALL_VECS][W], sum[2], sh[2];
+    VT t[2][FSM_SMALL_VECS][W], sum[2];
     ISA(vd) d[2][2];
-    /* block i's sums, then block i - W's writing (double-buffered) */
+    /* block i - W's factor (the division or the logs: long dependency
+       chains), block i's sums, then block i - W's writing: the factor's
+       chain overlaps the sums (double-buffered) */
 #define FSM_BLOCKS_(NV)                                                          \
     for (int cur = 0; i + W <= i1; i += W, cur ^= 1) {                           \
-        FN(small_sums)(x + i * xs, xs, k, is_log, NV, t[cur], sum + cur, d[cur], sh + cur); \
-        if (i > i0)                                                              \
-            FN(small_write)(out + (i - W) * os, os, k, is_log, NV, t[cur ^ 1],   \
-                            sum[cur ^ 1], d[cur ^ 1], sh[cur ^ 1]);              \
+        VT f = {0};                                                              \
+        if (i > i0) f = FN(small_fac)(is_log, sum[cur ^ 1], d[cur ^ 1]);        \
+        FN(small_sums)(x + i * xs, xs, k, is_log, NV, t[cur], sum + cur, d[cur]);  \
+        if (i > i0) FN(small_write)(out + (i - W) * os, os, k, is_log, NV, t[cur ^ 1], f); \
         if (i + 2 * W > i1)                                                      \
-            FN(small_write)(out + i * os, os, k, is_log, NV, t[cur], sum[cur], d[cur], \
-                            sh[cur]);                                            \
+            FN(small_write)(out + i * os, os, k, is_log, NV, t[cur],            \
+                            FN(small_fac)(is_log, sum[cur], d[cur]));            \
     }
     switch ((k + W - 1) / W) {
     case 1: FSM_BLOCKS_(1); break;

@@ -467,6 +467,32 @@ FSM_INLINE ISA(vd) ISA(widen_hi)(ISA(vf) v)
 }
 #endif
 
+/* Double to float: the float vector of lo's lanes, then hi's */
+#if defined(FSM_X86) && FSM_VB == 64
+FSM_INLINE ISA(vf) ISA(narrow2)(ISA(vd) lo, ISA(vd) hi)
+{
+    __m512d l = _mm512_castps_pd(_mm512_castps256_ps512(_mm512_cvtpd_ps((__m512d)lo)));
+    return (ISA(vf))_mm512_castpd_ps(
+        _mm512_insertf64x4(l, _mm256_castps_pd(_mm512_cvtpd_ps((__m512d)hi)), 1));
+}
+#elif defined(FSM_X86) && FSM_VB == 32
+FSM_INLINE ISA(vf) ISA(narrow2)(ISA(vd) lo, ISA(vd) hi)
+{ return (ISA(vf))_mm256_set_m128(_mm256_cvtpd_ps((__m256d)hi), _mm256_cvtpd_ps((__m256d)lo)); }
+#elif defined(FSM_X86) && FSM_VB == 16
+FSM_INLINE ISA(vf) ISA(narrow2)(ISA(vd) lo, ISA(vd) hi)
+{ return (ISA(vf))_mm_movelh_ps(_mm_cvtpd_ps((__m128d)lo), _mm_cvtpd_ps((__m128d)hi)); }
+#else
+FSM_INLINE ISA(vf) ISA(narrow2)(ISA(vd) lo, ISA(vd) hi)
+{
+    ISA(vf) r;
+    for (int j = 0; j < (int)(FSM_VB / sizeof(double)); j++) {
+        r[j] = (float)lo[j];
+        r[j + FSM_VB / sizeof(double)] = (float)hi[j];
+    }
+    return r;
+}
+#endif
+
 /* Streaming (non-temporal) stores of one aligned vector. */
 #if defined(FSM_X86) && FSM_VB == 64
 #define FSM_HAVE_STREAM 1

@@ -121,3 +121,93 @@ def test_row_log_softmax_float32_near_zero_wherever_the_max_is(isa, k, n_threads
     assert (top[: len(places)] > -2e-5).all() and (top[: len(places)] < -1e-9).all()
     got_top = out[np.arange(len(rows)), np.argmax(x, axis=1)]
     np.testing.assert_allclose(got_top, top, rtol=8 * eps)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 48, 63, 64])
+def test_short_rows_same_bits_in_a_block_alone_and_at_any_thread_count(isa, dtype, k):
+    """Short rows go through blocks of W rows turned around (one row per
+    lane); the rows left over go through a block of their own.  A row's
+    result depends on that row alone: computed alone, in a block at any
+    lane, at 1, 2 and 3 threads (other blocks and leftovers), strided or in
+    place, the bits are the same; special rows anywhere (NaN, +inf, -inf,
+    all -inf, all equal, a dominant entry, a +inf max for log_softmax's
+    clamped exp) leave their neighbours alone."""
+    import fastsoftmax
+    rng = np.random.default_rng(k)
+    n = 37
+    x = (rng.standard_normal((n, k)) * 4).astype(dtype)
+    specials = [np.nan, np.inf, -np.inf, None, "zero", 60.0, "small"]
+    for r in range(n):
+        sp = specials[r % len(specials)]
+        if sp is None:
+            x[r] = -np.inf
+        elif sp == "zero":
+            x[r] = 0.0
+        elif sp == "small":
+            x[r] *= 1e-6
+        elif r % 3 == 0:
+            x[r, rng.integers(k)] = sp
+    for log in (False, True):
+        want = np.empty_like(x)
+        for r in range(n):
+            K.softmax_rows(x[r:r + 1], want[r:r + 1], log, 1)
+        for threads in (1, 2, 3):
+            out = np.full_like(x, 7.0)
+            K.softmax_rows(x, out, log, threads)
+            np.testing.assert_array_equal(out, want)
+        f = fastsoftmax.log_softmax if log else fastsoftmax.softmax
+        wide = np.zeros((n, k + 3), dtype=dtype)
+        wide[:, 1:k + 1] = x
+        np.testing.assert_array_equal(f(wide[:, 1:k + 1], axis=-1, backend="cython"), want)
+        y = x.copy()
+        f(y, axis=-1, out=y, backend="cython")
+        np.testing.assert_array_equal(y, want)
+        ref = _log_softmax_ref(x) if log else None
+        if log:
+            np.testing.assert_array_equal(np.isnan(want), np.isnan(ref))
+
+
+@pytest.mark.parametrize("k", [2, 5, 16, 17, 40, 64])
+def test_short_row_float32_log_softmax_near_zero_as_a_double_sum(isa, k):
+    """float32 log_softmax of short rows: the exponentials other than 1 are
+    summed in float, the ones counted, and log(count + sum) taken with the
+    sum's rounding error kept, rounded as a double sum rounds it: the output
+    at a dominant max is -log1p(s) to float precision (s down to 2^-52),
+    and exactly 0 where a float64 sum of the exponentials is exactly 1
+    (SciPy's result).  Ties (two, three maxima) keep log(2 + s), log(3 + s)."""
+    eps = np.finfo(np.float32).eps
+    rows = []
+    gaps = [8.0, 15.0, 20.0, 25.0, 30.0, 35.0, 36.0, 36.5, 37.0, 38.0, 45.0, 100.0]
+    for g in gaps:
+        r = np.full(k, -np.inf)
+        r[0] = 0.0
+        if k > 1:
+            r[1:] = -g - np.arange(k - 1) * 0.25
+        rows.append(r)
+    x = np.array(rows) + 2.5
+    if k > 2:
+        tie2 = x[2].copy()
+        tie2[k // 2] = tie2[0]
+        tie3 = tie2.copy()
+        tie3[k - 1] = tie3[0]
+        x = np.vstack([x, tie2, tie3])
+    x = x.astype(np.float32)
+    out = np.empty_like(x)
+    K.softmax_rows(x, out, True, 1)
+    x64 = x.astype(np.float64)
+    m = x64.max(axis=1, keepdims=True)
+    top = x64 == m
+    n_max = top.sum(axis=1)
+    s = np.where(top, 0.0, np.exp(x64 - m)).sum(axis=1)   # the terms below 1, exactly enough
+    want_top = -np.log(n_max + s)
+    got_top = out[np.arange(len(x)), np.argmax(x, axis=1)].astype(np.float64)
+    single = n_max == 1
+    gone = single & (s < 2.0 ** -54)     # 1 + s is 1 in double
+    assert gone.any() and (single & ~gone).any()
+    np.testing.assert_array_equal(got_top[gone], 0.0)
+    keep = ~gone
+    # float precision, plus the double sum's own rounding (half an ulp of 1)
+    assert (np.abs(got_top[keep] - want_top[keep]) <= 3 * eps * np.abs(want_top[keep]) + 2.0 ** -53).all()
+    # (the reference adds its terms to 1 one by one: a few roundings of 1)
+    np.testing.assert_allclose(out, _log_softmax_ref(x), rtol=2 * eps, atol=2.0 ** -49)

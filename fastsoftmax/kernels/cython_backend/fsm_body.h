@@ -427,8 +427,9 @@ static inline void FN(row_incache)(const T *x, T *out, ptrdiff_t k, int is_log,
    the tile's columns, and the max, the exponentials, the sums, the log and
    the result are vertical operations over the block's rows: no reduction
    across lanes, no scalar work per row.  (100000, 16), one thread, against
-   a row per vector with lane reductions: float32 softmax 1.08 -> 0.61 ms,
-   log_softmax 1.30 -> 0.66 ms; float64 1.73 -> 1.45, 1.95 -> 1.49.)  A
+   a row per vector with lane reductions (medians of one interleaved run):
+   float32 softmax 1.03 -> 0.68 ms, log_softmax 1.27 -> 0.73 ms; float64
+   1.75 -> 1.49, 2.06 -> 1.62.)  A
    row's result depends on that row alone, whichever block and lane it
    falls in: the rows left over (fewer than W) go through the same code in
    a block padded with zero rows, so thread counts never change the bits. */
@@ -483,6 +484,7 @@ FSM_INLINE void FN(transpose)(VT *r)
 #undef FSM_TH_
 #undef FSM_TL_
 
+#if !FSM_F32
 /* log(s) lane by lane for a vector of sums (every one >= 1, or 0, inf or
    NaN when the row's max is not finite): vectorised, libm for the lanes
    out of range */
@@ -490,25 +492,23 @@ FSM_INLINE ISA(vd) FN(log_sums)(ISA(vd) s)
 {
     typedef ISA(vd) VD;
     typedef ISA(vl) VL;
-#if FSM_F32
-    VD l = ISA(log_vd_ge1_f)(s);   /* rounded to float by the caller */
-#else
     VD l = ISA(log_vd_ge1)(s);
-#endif
     VL bad = ~((s >= 1.0) & (s <= 0x1.fffffffffffffp1023));
     if (__builtin_expect(ISA(any_d)(bad), 0))
         for (ptrdiff_t j = 0; j < FSM_WD; j++)
             if (bad[j]) l[j] = log(s[j]);
     return l;
 }
+#endif
 
 /* A block in two parts, so that the caller can overlap one block's long
    dependency chains (the division or the log, after the sums) with the
    next block's work: a block is more work than the out-of-order window
    holds.  small_sums: W rows of k elements (row stride xs bytes) into t
-   (softmax: the exponentials; log_softmax: x - shift, transposed), *sum
-   (softmax: the sums) and d (log_softmax: the sums in double, two vectors
-   for float). */
+   (softmax: the exponentials; log_softmax: x - shift, transposed), sum[0]
+   (softmax: the sums; float log_softmax: the sums of the exponentials
+   other than 1), sum[1] (float log_softmax: the count of those equal to
+   1) and d[0] (double log_softmax: the sums). */
 FSM_INLINE void FN(small_sums)(const char *x, ptrdiff_t xs, ptrdiff_t k, int is_log,
                                const int NV, VT (*t)[W], VT *sum, ISA(vd) *d)
 {
@@ -564,7 +564,7 @@ FSM_INLINE void FN(small_sums)(const char *x, ptrdiff_t xs, ptrdiff_t k, int is_
         }
         _Pragma("GCC unroll 16") for (ptrdiff_t h = W / 2; h >= 1; h /= 2)
             _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < h; l++) acc[l] += acc[l + h];
-        *sum = acc[0];
+        sum[0] = acc[0];
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
             _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++) t[v][l] = e[v][l];
     } else {
@@ -581,8 +581,8 @@ FSM_INLINE void FN(small_sums)(const char *x, ptrdiff_t xs, ptrdiff_t k, int is_
             _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++)
                 ISA(add_ne1_f)(&s4[l % 4], &n4[l % 4], e[v][l]);
         const VT s = (s4[0] + s4[1]) + (s4[2] + s4[3]), n = (n4[0] + n4[1]) + (n4[2] + n4[3]);
-        d[0] = ISA(widen_lo)(n) + ISA(widen_lo)(s);
-        d[1] = ISA(widen_hi)(n) + ISA(widen_hi)(s);
+        sum[0] = s;
+        sum[1] = n;
 #else
         _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++) {
             acc[l] = e[0][l];
@@ -600,13 +600,30 @@ FSM_INLINE void FN(small_sums)(const char *x, ptrdiff_t xs, ptrdiff_t k, int is_
 
 /* the factor of a block's writing from small_sums's sums: softmax 1/sum,
    log_softmax log(sum) */
-FSM_INLINE VT FN(small_fac)(int is_log, VT sum, const ISA(vd) *d)
+FSM_INLINE VT FN(small_fac)(int is_log, const VT *sum, const ISA(vd) *d)
 {
-    if (!is_log) return (T)1 / sum;
+    if (!is_log) return (T)1 / sum[0];
 #if FSM_F32
-    /* (not through memory: a float vector loaded from the two halves'
-       stores waits for both, store forwarding fails) */
-    return ISA(narrow2)(FN(log_sums)(d[0]), FN(log_sums)(d[1]));
+    {
+        /* log(n + s) = log(u) + (n + s - u) / u, u = n + s rounded, its
+           error r exact (TwoSum): accurate where log is near 0 (n = 1, s
+           small), the case the count is for.  r is rounded as n + s would
+           be in double (to a multiple of the double ulp of u, by adding and
+           subtracting 1.5 times 2^23 of it): the result is then that of a
+           sum in double, as SciPy's (log_softmax of [30, -9] is 0 at 30,
+           not -1.3e-17) */
+        const VT n = sum[1], s = sum[0];
+        const VT u = n + s, bv = u - n;
+        VT r = (n - (u - bv)) + (s - bv);
+        const VT c = (VT)(((((VI)u >> 23) & 0xff) - 29) << 23 | 0x400000);
+        r = (r + c) - c;
+        VT l = ISA(log_vf_ge1)(u) + r / u;
+        const VI bad = ~((u >= 1.0f) & (u <= 0x1.fffffep127f));
+        if (__builtin_expect(FN(any)(bad), 0))   /* 0, inf, NaN: libm */
+            for (ptrdiff_t j = 0; j < W; j++)
+                if (bad[j]) l[j] = (T)log((double)n[j] + (double)s[j]);
+        return l;
+    }
 #else
     return FN(log_sums)(d[0]);
 #endif
@@ -645,10 +662,10 @@ static __attribute__((noinline)) void FN(small_tail)(const char *x, ptrdiff_t xs
     memset(tile, 0, sizeof tile);
     for (ptrdiff_t b = 0; b < i1 - i0; b++)
         memcpy((char *)tile + b * ts, x + (i0 + b) * xs, (size_t)k * sizeof(T));
-    VT t[FSM_SMALL_VECS][W], sum;
+    VT t[FSM_SMALL_VECS][W], sum[2];
     ISA(vd) d[2];
 #define FSM_TAIL_(NV)                                                            \
-    FN(small_sums)((const char *)tile, ts, k, is_log, NV, t, &sum, d);           \
+    FN(small_sums)((const char *)tile, ts, k, is_log, NV, t, sum, d);            \
     FN(small_write)((char *)tile, ts, k, is_log, NV, t, FN(small_fac)(is_log, sum, d));
     switch (NV) {
     case 1: FSM_TAIL_(1); break;
@@ -667,7 +684,7 @@ static void FN(rows_small)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
                            ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t k, int is_log)
 {
     ptrdiff_t i = i0;
-    VT t[2][FSM_SMALL_VECS][W], sum[2];
+    VT t[2][FSM_SMALL_VECS][W], sum[2][2];
     ISA(vd) d[2][2];
     /* block i - W's factor (the division or the logs: long dependency
        chains), block i's sums, then block i - W's writing: the factor's
@@ -676,7 +693,7 @@ static void FN(rows_small)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
     for (int cur = 0; i + W <= i1; i += W, cur ^= 1) {                           \
         VT f = {0};                                                              \
         if (i > i0) f = FN(small_fac)(is_log, sum[cur ^ 1], d[cur ^ 1]);        \
-        FN(small_sums)(x + i * xs, xs, k, is_log, NV, t[cur], sum + cur, d[cur]);  \
+        FN(small_sums)(x + i * xs, xs, k, is_log, NV, t[cur], sum[cur], d[cur]);   \
         if (i > i0) FN(small_write)(out + (i - W) * os, os, k, is_log, NV, t[cur ^ 1], f); \
         if (i + 2 * W > i1)                                                      \
             FN(small_write)(out + i * os, os, k, is_log, NV, t[cur],            \

@@ -407,34 +407,6 @@ FSM_INLINE ISA(vd) ISA(log_vd_ge1)(ISA(vd) x)
            - ((hfsq - (s * (hfsq + R) + de * 1.90821492927058770002e-10)) - f);
 }
 
-/* log(x) for x >= 1 (as log_vd_ge1) to about 2^-28 relative, for results
-   rounded to float: log(m) = 2 atanh(s), s = f / (2 + f) <= 0.172, to the
-   s^9 term (truncation 2^-29), and on AVX-512 the division as a 14-bit
-   reciprocal with one Newton step (2^-28): one division's throughput is
-   16 cycles of the divider per 8 lanes */
-FSM_INLINE ISA(vd) ISA(log_vd_ge1_f)(ISA(vd) x)
-{
-    typedef ISA(vd) VD;
-    typedef ISA(vl) VL;
-    VL t = (VL)x - 0x3fe6a09e667f3bcdLL;
-    VL e = t >> 52;
-    VD m = (VD)((VL)x - (e << 52));
-    VD f = m - 1.0;
-    VD q = 2.0 + f;
-#if defined(FSM_X86) && FSM_VB == 64
-    VD r = (VD)_mm512_rcp14_pd((__m512d)q);
-    r = r * (2.0 - q * r);
-    VD s = f * r;
-#else
-    VD s = f / q;
-#endif
-    VD z = s * s;
-    VD p = z * (2.0 / 3.0 + z * (2.0 / 5.0 + z * (2.0 / 7.0 + z * (2.0 / 9.0))));
-    const VD magic = (VD){0} + 0x1.8p52;
-    VD de = (VD)((VL)magic + e) - magic;
-    return de * 0.69314718055994530942 + (2.0 * s + s * p);
-}
-
 /* Float to double, low and high halves of a float vector: sums of float
    rows are accumulated in double.  (Generic vectors wider than the hardware
    ones compile badly with GCC, so the halves are explicit.) */
@@ -467,31 +439,33 @@ FSM_INLINE ISA(vd) ISA(widen_hi)(ISA(vf) v)
 }
 #endif
 
-/* Double to float: the float vector of lo's lanes, then hi's */
+/* log(x) in float for 1 <= x <= FLT_MAX (others: garbage), about 1 ulp:
+   x = 2^e m, m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(s), s = f / (2 +
+   f) (|s| <= 0.172), f = m - 1 exact, to the s^11 term (truncation 2^-30);
+   e ln2 in two parts (ln2's high part times e is exact).  On AVX-512 the
+   division is a 14-bit reciprocal with one Newton step. */
+FSM_INLINE ISA(vf) ISA(log_vf_ge1)(ISA(vf) x)
+{
+    typedef ISA(vf) VF;
+    typedef ISA(vi) VI;
+    VI t = (VI)x - 0x3f3504f3;        /* bits of sqrt(1/2) */
+    VI e = t >> 23;
+    VF m = (VF)((VI)x - (e << 23));
+    VF f = m - 1.0f;
+    VF q = 2.0f + f;
 #if defined(FSM_X86) && FSM_VB == 64
-FSM_INLINE ISA(vf) ISA(narrow2)(ISA(vd) lo, ISA(vd) hi)
-{
-    __m512d l = _mm512_castps_pd(_mm512_castps256_ps512(_mm512_cvtpd_ps((__m512d)lo)));
-    return (ISA(vf))_mm512_castpd_ps(
-        _mm512_insertf64x4(l, _mm256_castps_pd(_mm512_cvtpd_ps((__m512d)hi)), 1));
-}
-#elif defined(FSM_X86) && FSM_VB == 32
-FSM_INLINE ISA(vf) ISA(narrow2)(ISA(vd) lo, ISA(vd) hi)
-{ return (ISA(vf))_mm256_set_m128(_mm256_cvtpd_ps((__m256d)hi), _mm256_cvtpd_ps((__m256d)lo)); }
-#elif defined(FSM_X86) && FSM_VB == 16
-FSM_INLINE ISA(vf) ISA(narrow2)(ISA(vd) lo, ISA(vd) hi)
-{ return (ISA(vf))_mm_movelh_ps(_mm_cvtpd_ps((__m128d)lo), _mm_cvtpd_ps((__m128d)hi)); }
+    VF r = (VF)_mm512_rcp14_ps((__m512)q);
+    r = r * (2.0f - q * r);
+    VF s = f * r;
 #else
-FSM_INLINE ISA(vf) ISA(narrow2)(ISA(vd) lo, ISA(vd) hi)
-{
-    ISA(vf) r;
-    for (int j = 0; j < (int)(FSM_VB / sizeof(double)); j++) {
-        r[j] = (float)lo[j];
-        r[j + FSM_VB / sizeof(double)] = (float)hi[j];
-    }
-    return r;
-}
+    VF s = f / q;
 #endif
+    VF z = s * s;
+    VF p = z * (2.0f / 3.0f + z * (2.0f / 5.0f + z * (2.0f / 7.0f + z * (2.0f / 9.0f
+                                                                      + z * (2.0f / 11.0f)))));
+    VF de = __builtin_convertvector(e, VF);
+    return de * 0.693359375f + ((2.0f * s + s * p) + de * -2.12194440e-4f);
+}
 
 /* Streaming (non-temporal) stores of one aligned vector. */
 #if defined(FSM_X86) && FSM_VB == 64

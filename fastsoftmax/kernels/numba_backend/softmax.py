@@ -1194,12 +1194,16 @@ def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e_b, e
         g = min(COL_GROUP, k - r0)
         xg = xb + r0 * xs1
         if g == COL_GROUP:
-            if log:
+            # float32 log_softmax: the pairs added in float64.  float64: the
+            # same sums in the same order are softmax's (_col_group8), without
+            # four arrays of pairs to write and read back (64 KiB per group)
+            wide = log and e.itemsize == 4
+            if wide:
                 _col_group8_log(xf, xg, xs1, w, m, mo, e, e_b, e_c, e_d)
             else:
                 _col_group8(xf, xg, xs1, w, m, mo, e)
             _col_rescale(s, mo, m, w)
-            if log:
+            if wide:
                 for c in range(w):
                     s[c] += (np.float64(e[c]) + np.float64(e_b[c])) + (np.float64(e_c[c]) + np.float64(e_d[c]))
             else:

@@ -41,7 +41,12 @@ result checked against a float64 SciPy/NumPy reference on a few slices
 (at least a few milliseconds, so tiny calls are not lost in timer noise).
 Then rounds of samples follow, each round calling every implementation in
 turn, with the starting implementation rotated each round, so machine noise
-hits all of them alike; the garbage collector is off while timing.  We report
+hits all of them alike; the garbage collector is off while timing.  Where
+one call is longer than a sample needs (the large cases), an implementation
+much faster than the slowest one takes up to four samples per round (each
+its own call), so that its median rests on more samples than the few rounds
+the slow baselines allow; a round is then still one pass over every
+implementation, and the copy gets its extra samples like ours.  We report
 the median and the minimum per-call time over the rounds, the ratio to the
 copy (``t / t_copy``) and the speed-up against SciPy (``t_scipy / t``).
 """
@@ -570,6 +575,9 @@ def time_case(case, settings, progress=None):
         round_cost = sum(it["number"] * it["once"] for it in live)
         rounds = min(settings.max_rounds,
                      max(settings.min_rounds, math.ceil(settings.case_budget / round_cost)))
+    slowest = max(it["number"] * it["once"] for it in live)
+    for it in live:   # extra samples per round for the fast implementations
+        it["reps"] = max(1, min(4, int(slowest / (4 * it["number"] * it["once"]))))
     gc_was_enabled = gc.isenabled()
     if settings.size != "tiny":  # a full collection costs ~0.1 s once Numba is loaded
         gc.collect()
@@ -581,10 +589,11 @@ def time_case(case, settings, progress=None):
             k = r % len(live)
             for it in live[k:] + live[:k]:
                 fn, number = it["impl"].fn, it["number"]
-                t0 = time.perf_counter()
-                for _ in range(number):
-                    fn()
-                it["samples"].append((time.perf_counter() - t0) / number)
+                for _ in range(it["reps"]):
+                    t0 = time.perf_counter()
+                    for _ in range(number):
+                        fn()
+                    it["samples"].append((time.perf_counter() - t0) / number)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -599,7 +608,7 @@ def time_case(case, settings, progress=None):
             "op": case.op, "shape": list(case.shape), "dtype": case.dtype, "axis": case.axis,
             "impl": impl.name, "backend": impl.backend, "call": impl.call,
             "seconds": med, "min_seconds": float(np.min(it["samples"])),
-            "repeats": rounds, "calls_per_repeat": it["number"],
+            "repeats": len(it["samples"]), "calls_per_repeat": it["number"],
             "ratio_vs_copy": med / copy_t if copy_t else None,
             "speedup_vs_scipy": scipy_t / med if scipy_t else None,
             "baseline": case.baseline,

@@ -617,7 +617,7 @@ FSM_INLINE VT FN(small_fac)(int is_log, const VT *sum, const ISA(vd) *d)
         VT r = (n - (u - bv)) + (s - bv);
         const VT c = (VT)(((((VI)u >> 23) & 0xff) - 29) << 23 | 0x400000);
         r = (r + c) - c;
-        VT l = ISA(log_vf_ge1)(u) + r * ISA(rcp_f)(u);
+        VT l = ISA(log_vf_ge1)(u) + r / u;   /* (r may be 20% of l: a full division) */
         const VI bad = ~((u >= 1.0f) & (u <= 0x1.fffffep127f));
         if (__builtin_expect(FN(any)(bad), 0))   /* 0, inf, NaN: libm */
             for (ptrdiff_t j = 0; j < W; j++)

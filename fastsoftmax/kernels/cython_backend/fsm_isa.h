@@ -439,13 +439,6 @@ FSM_INLINE ISA(vd) ISA(widen_hi)(ISA(vf) v)
 }
 #endif
 
-/* 1 / x to at least 14 bits (for corrections far below an ulp) */
-#if defined(FSM_X86) && FSM_VB == 64
-FSM_INLINE ISA(vf) ISA(rcp_f)(ISA(vf) x) { return (ISA(vf))_mm512_rcp14_ps((__m512)x); }
-#else
-FSM_INLINE ISA(vf) ISA(rcp_f)(ISA(vf) x) { return 1.0f / x; }
-#endif
-
 /* log(x) in float for 1 <= x <= FLT_MAX (others: garbage), about 1 ulp:
    x = 2^e m, m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(s), s = f / (2 +
    f) (|s| <= 0.172), f = m - 1 exact, to the s^9 term (truncation 0.07

@@ -556,14 +556,17 @@ FSM_INLINE void FN(small_sums)(const char *x, ptrdiff_t xs, ptrdiff_t k, int is_
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
             _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++)
                 if (FSM_VALID_(v, l)) e[v][l] = FN(sel)(np, e[v][l], VEXP(c[v][l]));
-    if (!is_log) {
-        /* a tree of sums (T: at most 4 W terms), one division */
+    if (!is_log || !FSM_F32) {
+        /* softmax, and float64 log_softmax: a tree of sums in T (at most
+           4 W terms) */
         _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++) {
             acc[l] = e[0][l];
             _Pragma("GCC unroll 4") for (int v = 1; v < NV; v++) acc[l] += e[v][l];
         }
         _Pragma("GCC unroll 16") for (ptrdiff_t h = W / 2; h >= 1; h /= 2)
             _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < h; l++) acc[l] += acc[l + h];
+    }
+    if (!is_log) {
         sum[0] = acc[0];
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
             _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++) t[v][l] = e[v][l];
@@ -585,12 +588,6 @@ FSM_INLINE void FN(small_sums)(const char *x, ptrdiff_t xs, ptrdiff_t k, int is_
         sum[0] = s;
         sum[1] = n;
 #else
-        _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++) {
-            acc[l] = e[0][l];
-            _Pragma("GCC unroll 4") for (int v = 1; v < NV; v++) acc[l] += e[v][l];
-        }
-        _Pragma("GCC unroll 16") for (ptrdiff_t h = W / 2; h >= 1; h /= 2)
-            _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < h; l++) acc[l] += acc[l + h];
         d[0] = acc[0];
 #endif
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)

@@ -442,9 +442,8 @@ FSM_INLINE ISA(vd) ISA(widen_hi)(ISA(vf) v)
 /* log(x) in float for 1 <= x <= FLT_MAX (others: garbage), about 1 ulp:
    x = 2^e m, m in [sqrt(1/2), sqrt(2)), log(m) = 2 atanh(s), s = f / (2 +
    f) (|s| <= 0.172), f = m - 1 exact, to the s^9 term (truncation 0.07
-   ulp);
-   e ln2 in two parts (ln2's high part times e is exact).  On AVX-512 the
-   division is a 14-bit reciprocal with one Newton step. */
+   ulp); e ln2 in two parts (ln2's high part times e is exact).  On AVX-512
+   the division is a 14-bit reciprocal with one Newton step. */
 FSM_INLINE ISA(vf) ISA(log_vf_ge1)(ISA(vf) x)
 {
     typedef ISA(vf) VF;

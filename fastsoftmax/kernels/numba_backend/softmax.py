@@ -548,7 +548,6 @@ def _exp_prefetch(xr, e, m, nf, nb):
     (``_exp_block``).  The sum of each block of PF_BLOCK elements (in T) is
     added in float64, in block order."""
     k = xr.shape[0]
-    step = 64 // xr.itemsize
     s = 0.0
     for blk in range((k + PF_BLOCK - 1) // PF_BLOCK):
         b0 = blk * PF_BLOCK
@@ -603,10 +602,11 @@ def _exp_block(xv, ev, m, nf, nb):
 
 
 @njit(**_INLINE)
-def _sum_exp_prefetch(xr, shift, np_ok, nf, nb):
-    """``_sum_exp_np`` over the row, prefetching the next row block by block
-    (for log_softmax when the row's max is +inf or NaN: ``_exp_prefetch``
-    needs ``fexp_np``'s range)."""
+def _sum_exp_prefetch(xr, shift, nf, nb):
+    """Sum of ``exp(xr - shift)`` by the general exp (``_sum_exp_np``
+    without ``fexp_np``), prefetching the next row block by block: for
+    log_softmax when the row's max is +inf or NaN (shift 0), where
+    ``_exp_prefetch`` cannot apply."""
     k = xr.shape[0]
     step = 64 // xr.itemsize
     s = 0.0
@@ -615,7 +615,7 @@ def _sum_exp_prefetch(xr, shift, np_ok, nf, nb):
         size = min(PF_BLOCK, k - b0)
         for j in range(0, size, step):
             _prefetch_l2(nf, nb + b0 + j)
-        s += _sum_exp_np(view(xr, b0, size), shift, 0, size, np_ok)
+        s += _sum_exp_np(view(xr, b0, size), shift, 0, size, False)
     return s
 
 
@@ -635,7 +635,7 @@ def _row_scratch(xr, orow, log, scratch, nf, nb, nt):
         if _np_ok(m, shift):
             s = _exp_prefetch(xr, scratch, shift, nf, nb)
         else:
-            s = _sum_exp_prefetch(xr, shift, False, nf, nb)
+            s = _sum_exp_prefetch(xr, shift, nf, nb)
         _log_copy(xr, orow, shift, like(np.log(s), m), nt)
     else:
         s = _exp_prefetch(xr, scratch, m, nf, nb)

@@ -48,6 +48,8 @@ def test_unloadable_backend_says_why(monkeypatch):
     monkeypatch.setitem(_backends._MODULES, "cython", "fastsoftmax.kernels._missing_module")
     monkeypatch.setattr(_backends, "_loaded", {})
     monkeypatch.setattr(_backends, "_failed", {})
+    # (auto's choices made here, without Cython, must not outlive the test)
+    monkeypatch.setattr(_backends, "_auto_cache", {})
     with pytest.raises(RuntimeError, match="'cython' is not available.*C compiler"):
         fastsoftmax.set_backend("cython")
     with pytest.raises(RuntimeError, match="not available"):

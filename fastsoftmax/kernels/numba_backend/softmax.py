@@ -7,6 +7,8 @@ every thread count:
   ``m``; pass 2 computes ``exp(x - m)`` (storing it for softmax) and its sum
   while the row is in cache; pass 3 scales by ``1/sum`` (softmax) or writes
   ``(x - m) - log(sum)`` (log_softmax, ``m`` replaced by 0 when not finite).
+  Sums are in T, except that float32 log_softmax redoes a sum below
+  ``_REDO_BELOW`` (a dominant max) in float64 (``_redo64``), as SciPy's float64 would be.
 * **Long rows** (``k > LONG_ROW``) are cut into fixed chunks of ``CHUNK``
   elements (a partition that does not depend on the thread count).  Each
   chunk yields a ``(max, sum of exp(x - max))`` partial from one read; the
@@ -462,10 +464,11 @@ def _np_ok(m, shift):
 
 
 @njit(fastmath=_FM_SUM, cache=True)
-def _sum_exp_np(xr, shift, start, stop, np_ok):
-    """Sum of ``exp(xr[start:stop] - shift)`` (``fexp_np`` when ``np_ok``)."""
+def _sum_exp_np(xr, shift, start, stop, np_ok, zero):
+    """Sum of ``exp(xr[start:stop] - shift)`` (``fexp_np`` when ``np_ok``),
+    in ``zero``'s type."""
     _wide_vectors()
-    s = like(0.0, shift)
+    s = zero
     if np_ok:
         for j in range(start, stop):
             s += fexp_np(xr[j] - shift)
@@ -476,17 +479,18 @@ def _sum_exp_np(xr, shift, start, stop, np_ok):
 
 
 @njit(fastmath=_FM_SUM, cache=True)
-def _sum(orow, start, stop):
+def _sum(orow, start, stop, zero):
+    """Sum of ``orow[start:stop]`` in ``zero``'s type."""
     _wide_vectors()
-    s = orow[start]
-    for j in range(start + 1, stop):
+    s = zero
+    for j in range(start, stop):
         s += orow[j]
     return s
 
 
 @njit(**_INLINE)
 def _exp_store_sum(xr, orow, m, start, stop):
-    """``orow = exp(xr - m)`` (``m`` the max) and its sum.
+    """``orow = exp(xr - m)`` (``m`` the max) and its sum (in T).
 
     Two loops rather than one fused loop: LLVM vectorises a fused loop
     differently when out is x (in place), which changed the sum's rounding;
@@ -494,7 +498,7 @@ def _exp_store_sum(xr, orow, m, start, stop):
     in L1/L2 cache, so the extra pass is cheap."""
     for j in range(start, stop):
         orow[j] = fexp_np(xr[j] - m)
-    return _sum(orow, start, stop)
+    return _sum(orow, start, stop, like(0.0, m))
 
 
 @njit(**_INLINE)
@@ -519,6 +523,30 @@ def _finite(v):
     return v - v == 0
 
 
+#: float32 log_softmax redoes in float64 a float32 sum of exponentials below this (``_redo64``)
+_REDO_BELOW = 8.0
+
+
+@njit(**_INLINE)
+def _redo64(s, buf):
+    """True when float32 log_softmax must redo ``s``, a float32 sum of
+    exponentials against the max (``buf``: an array of T), in float64.
+
+    ``log(sum)``'s absolute error is the sum's relative error, and the
+    result at the max is ``-log(sum)``, the smallest in magnitude: its
+    relative error is the sum's amplified by ``1 / log(sum)``, without
+    bound as the sum nears 1 (a dominant max).  Below ``_REDO_BELOW`` the
+    sum is redone in float64, as SciPy would get it from float64 input:
+    log_softmax of [30, -9] is then exactly 0 at 30, where a float32 sum
+    would be off by an ulp of 1 on ``-log1p(e**-39)``.  Above it the
+    amplification is below 0.5: random float32 rows, k = 40 ... 3000, have
+    errors of at most 1.4 eps against float64 SciPy (3.2 eps with a
+    threshold of 2).  A float64 sum of every row would cost 10-15% of
+    float32 log_softmax's time (four more instructions per 16
+    exponentials, to widen and add)."""
+    return buf.itemsize == 4 and s < _REDO_BELOW
+
+
 @njit(**_INLINE)
 def _row(xr, orow, log, scratch):
     """Softmax of one row of at most LONG_ROW elements (``scratch``: room
@@ -532,10 +560,14 @@ def _row(xr, orow, log, scratch):
             # their sum: softmax's two loops, the same sum either way.  The
             # fused exp-and-sum loop was 20% slower in float64, and out's
             # lines are then in cache for the last pass
-            s = _exp_store_sum(xr, scratch if scratch.shape[0] else orow, shift, 0, k)
+            e = scratch if scratch.shape[0] else orow
+            s = _exp_store_sum(xr, e, shift, 0, k)
+            lse = np.log(s)
+            if _redo64(s, e):
+                lse = like(np.log(_sum(e, 0, k, 0.0)), m)
         else:
-            s = _sum_exp_np(xr, shift, 0, k, False)
-        _write(xr, orow, shift, np.log(s), True, 0, k)
+            lse = like(np.log(np.float64(_sum_exp_np(xr, shift, 0, k, False, like(0.0, m)))), m)
+        _write(xr, orow, shift, lse, True, 0, k)
     else:
         s = _exp_store_sum(xr, orow, m, 0, k)
         _scale(orow, like(1.0, m) / s, 0, k)
@@ -615,7 +647,7 @@ def _sum_exp_prefetch(xr, shift, nf, nb):
         size = min(PF_BLOCK, k - b0)
         for j in range(0, size, step):
             _prefetch_l2(nf, nb + b0 + j)
-        s += _sum_exp_np(view(xr, b0, size), shift, 0, size, False)
+        s += _sum_exp_np(view(xr, b0, size), shift, 0, size, False, like(0.0, shift))
     return s
 
 
@@ -634,6 +666,8 @@ def _row_scratch(xr, orow, log, scratch, nf, nb, nt):
         shift = m if _finite(m) else like(0.0, m)
         if _np_ok(m, shift):
             s = _exp_prefetch(xr, scratch, shift, nf, nb)
+            if _redo64(s, scratch):
+                s = _sum(scratch, 0, k, 0.0)
         else:
             s = _sum_exp_prefetch(xr, shift, nf, nb)
         _log_copy(xr, orow, shift, like(np.log(s), m), nt)
@@ -645,9 +679,10 @@ def _row_scratch(xr, orow, log, scratch, nf, nb, nt):
 # -------------------------------------------------------- long-row pieces
 # ``mpart`` is (n, nch): chunk maxima; ``spart`` (n, nch) the chunk sums.
 @njit(**_INLINE)
-def _chunk_partial(xr, c, mpart, spart, i):
+def _chunk_partial(xr, c, mpart, spart, i, log):
     """Partials of chunk ``c`` of row ``xr``: ``mpart[i, c]`` = its max,
-    ``spart[i, c]`` = sum of exp(x - shift), shift = max, or 0 if not finite."""
+    ``spart[i, c]`` = sum of exp(x - shift), shift = max, or 0 if not finite
+    (float32 log_softmax: redone in float64, see ``_redo64``)."""
     _wide_vectors()
     start = c * CHUNK
     size = min(CHUNK, xr.shape[0] - start)
@@ -655,7 +690,11 @@ def _chunk_partial(xr, c, mpart, spart, i):
     m = _max(xv, 0, size)
     shift = m if _finite(m) else like(0.0, m)
     mpart[i, c] = m
-    spart[i, c] = _sum_exp_np(xv, shift, 0, size, _np_ok(m, shift))
+    ok = _np_ok(m, shift)
+    s = _sum_exp_np(xv, shift, 0, size, ok, like(0.0, shift))
+    spart[i, c] = s
+    if log and _redo64(s, xv):
+        spart[i, c] = _sum_exp_np(xv, shift, 0, size, ok, 0.0)
 
 
 @njit(**_INLINE)
@@ -711,7 +750,7 @@ def _long_row(xr, orow, log, mpart, spart, i, nt, tmp):
     written in reverse chunk order (the chunks read last are still in cache)."""
     nch = spart.shape[1]
     for c in range(nch):
-        _chunk_partial(xr, c, mpart, spart, i)
+        _chunk_partial(xr, c, mpart, spart, i, log)
     shift, scale = _combine(mpart, spart, i, log)
     for c in range(nch - 1, -1, -1):
         _write_chunk(xr, orow, c, shift, scale, log, nt, tmp)
@@ -909,12 +948,12 @@ def _long_rows_inplace(bf, bo, bs, n, k, log, mpart, spart, nt):
         _long_row(view(bf, bo + i * bs, k), view(bf, bo + i * bs, k), log, mpart, spart, i, nt, tmp)
 
 
-def _long_partials(xf, xo, xs, n, k, mpart, spart):
+def _long_partials(xf, xo, xs, n, k, log, mpart, spart):
     """Few long rows: every (row, chunk) partial in parallel."""
     nch = spart.shape[1]
     for t in prange(n * nch):
         i = t // nch
-        _chunk_partial(view(xf, xo + i * xs, k), t - i * nch, mpart, spart, i)
+        _chunk_partial(view(xf, xo + i * xs, k), t - i * nch, mpart, spart, i, log)
 
 
 def _long_finish(xf, xo, xs, of, oo, os, n, k, log, mpart, spart, nt):
@@ -1065,32 +1104,21 @@ def _step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, mo_out):
 def _col_group8(xf, xg, xs1, w, m, mo_out, e):
     """A full group of 8 rows in one pass over the columns, all in registers:
     new running max ``m`` (the old one into ``mo_out``), and ``e`` = the sum
-    in T of the 8 ``exp(x - shift)`` against it.  Only T arithmetic, no
+    of the 8 ``exp(x - shift)`` against it, added in ``e``'s type (T, or
+    float64 when float32 log_softmax redoes its sums: see ``_redo64``).  No
     reduction and no conditional store here, so that LLVM vectorises the
     loop at T's full width.  A separate function, not inlined by Numba (as
     ``_exp_block``): inlined in the kernel, its loop reloaded the exp's
     constants every iteration."""
     _wide_vectors()
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
+    z = e[0]  # (only its type is used)
     for c in range(w):
         v0, v1, v2, v3, v4, v5, v6, v7, sh = _step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, mo_out)
-        e[c] = (((fexp_np(v0 - sh) + fexp_np(v1 - sh)) + (fexp_np(v2 - sh) + fexp_np(v3 - sh)))
-                + ((fexp_np(v4 - sh) + fexp_np(v5 - sh)) + (fexp_np(v6 - sh) + fexp_np(v7 - sh))))
-
-
-@njit(fastmath=_FM, cache=True)
-def _col_group8_log(xf, xg, xs1, w, m, mo_out, e_a, e_b, e_c, e_d):
-    """As ``_col_group8`` for log_softmax, whose ``log(sum)`` is needed to
-    the last bits: the exponentials are only added pairwise in T (into
-    ``e_a`` ... ``e_d``), the caller adds the pairs in float64."""
-    _wide_vectors()
-    x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
-    for c in range(w):
-        v0, v1, v2, v3, v4, v5, v6, v7, sh = _step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, mo_out)
-        e_a[c] = fexp_np(v0 - sh) + fexp_np(v1 - sh)
-        e_b[c] = fexp_np(v2 - sh) + fexp_np(v3 - sh)
-        e_c[c] = fexp_np(v4 - sh) + fexp_np(v5 - sh)
-        e_d[c] = fexp_np(v6 - sh) + fexp_np(v7 - sh)
+        e[c] = (((like(fexp_np(v0 - sh), z) + like(fexp_np(v1 - sh), z))
+                 + (like(fexp_np(v2 - sh), z) + like(fexp_np(v3 - sh), z)))
+                + ((like(fexp_np(v4 - sh), z) + like(fexp_np(v5 - sh), z))
+                   + (like(fexp_np(v6 - sh), z) + like(fexp_np(v7 - sh), z))))
 
 
 @njit(**_INLINE)
@@ -1173,19 +1201,10 @@ def _col_write4(xf, xg, xs1, of, og, os1, w, shift, scale, nt, tmp):
 
 
 @njit(**_INLINE)
-def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e_b, e_c, e_d, e64, shift,
-               scale, nt, tmp):
-    """Softmax along the k rows (stride xs1) of the w contiguous columns at xb.
-
-    Pass 1 reads ``COL_GROUP`` rows at a time: their maximum, then the sum of
-    ``exp(x - shift)`` against the new running maximum (every argument is
-    <= 0, -inf or NaN: ``fexp_np``), added in float64 to the running sums,
-    which are rescaled (rarely) when the maximum grows.  Pass 2 writes,
-    softmax four rows at a time (``_col_write4``), log_softmax one row at a
-    time with the row after next prefetched (``nt``: through ``tmp``, with
-    streaming stores).
-    """
-    _wide_vectors()
+def _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e):
+    """Pass 1 of ``_col_block``: the running maxima ``m`` and the float64
+    sums ``s`` of the w columns at xb, each group's sums added first in
+    ``e``'s type (T, or float64 for float32 log_softmax's redo)."""
     ninf = like(-np.inf, m[0])
     for c in range(w):
         m[c] = ninf
@@ -1194,47 +1213,52 @@ def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e_b, e
         g = min(COL_GROUP, k - r0)
         xg = xb + r0 * xs1
         if g == COL_GROUP:
-            # float32 log_softmax: the pairs added in float64.  float64: the
-            # same sums in the same order are softmax's (_col_group8), without
-            # four arrays of pairs to write and read back (64 KiB per group)
-            wide = log and e.itemsize == 4
-            if wide:
-                _col_group8_log(xf, xg, xs1, w, m, mo, e, e_b, e_c, e_d)
-            else:
-                _col_group8(xf, xg, xs1, w, m, mo, e)
+            _col_group8(xf, xg, xs1, w, m, mo, e)
             _col_rescale(s, mo, m, w)
-            if wide:
-                for c in range(w):
-                    s[c] += (np.float64(e[c]) + np.float64(e_b[c])) + (np.float64(e_c[c]) + np.float64(e_d[c]))
-            else:
-                for c in range(w):
-                    s[c] += np.float64(e[c])
-            continue
-        _col_group_max(xf, xg, xs1, w, g, gm)
-        grew = _col_new_max(m, gm, shn, mo, w)
-        if log:
-            # log(sum) is needed to the last bits: each exp is added in float64
-            for c in range(w):
-                e64[c] = 0.0
-            for r in range(g):
-                xr = view(xf, xg + r * xs1, w)
-                for c in range(w):
-                    e64[c] += np.float64(fexp_np(xr[c] - shn[c]))
         else:
+            _col_group_max(xf, xg, xs1, w, g, gm)
+            grew = _col_new_max(m, gm, shn, mo, w)
             for c in range(w):
                 e[c] = 0.0
             for r in range(g):
                 xr = view(xf, xg + r * xs1, w)
                 for c in range(w):
                     e[c] += fexp_np(xr[c] - shn[c])
-        if grew:
-            _col_rescale(s, mo, m, w)
-        if log:
-            for c in range(w):
-                s[c] += e64[c]
-        else:
-            for c in range(w):
-                s[c] += np.float64(e[c])
+            if grew:
+                _col_rescale(s, mo, m, w)
+        for c in range(w):
+            s[c] += np.float64(e[c])
+
+
+@njit(**_INLINE)
+def _col_redo64(s, w, e):
+    """float32 log_softmax: redo the block's sums in float64 when a column's
+    sum is in [1, _REDO_BELOW) (``_redo64``; an all -inf column's 0 is
+    redone exactly anyway)."""
+    low = 0
+    for c in range(w):
+        low += (s[c] >= 1.0) & (s[c] < _REDO_BELOW)
+    return e.itemsize == 4 and low > 0
+
+
+@njit(**_INLINE)
+def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e64, shift, scale, nt, tmp):
+    """Softmax along the k rows (stride xs1) of the w contiguous columns at xb.
+
+    Pass 1 reads ``COL_GROUP`` rows at a time: their maximum, then the sum of
+    ``exp(x - shift)`` against the new running maximum (every argument is
+    <= 0, -inf or NaN: ``fexp_np``), a group's sum in T added in float64 to
+    the running sums, which are rescaled (rarely) when the maximum grows
+    (``_col_sums``; float32 log_softmax redoes it with float64 group sums
+    in a block where a column's sum is small: ``_col_redo64``).  Pass 2 writes,
+    softmax four rows at a time (``_col_write4``), log_softmax one row at a
+    time with the row after next prefetched (``nt``: through ``tmp``, with
+    streaming stores).
+    """
+    _wide_vectors()
+    _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e)
+    if log and _col_redo64(s, w, e):
+        _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e64)
     for c in range(w):
         mc = m[c]
         sc = s[c]
@@ -1282,9 +1306,6 @@ def _col_tasks(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, g, ngro
     shn = np.empty(bw, dtype=xf.dtype)
     mo = np.empty(bw, dtype=xf.dtype)
     e = np.empty(bw, dtype=xf.dtype)
-    e_b = np.empty(bw, dtype=xf.dtype)
-    e_c = np.empty(bw, dtype=xf.dtype)
-    e_d = np.empty(bw, dtype=xf.dtype)
     e64 = np.empty(bw, dtype=np.float64)
     shift = np.empty(bw, dtype=xf.dtype)
     scale = np.empty(bw, dtype=xf.dtype)
@@ -1293,8 +1314,7 @@ def _col_tasks(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, g, ngro
         o = t // nb
         c0 = (t - o * nb) * COL_BLOCK
         _col_block(xf, xo + o * xs0 + c0, xs1, of, oo + o * os0 + c0, os1, k,
-                   min(COL_BLOCK, inner - c0), log, m, mo, s, gm, shn, e, e_b, e_c, e_d, e64, shift, scale,
-                   nt, tmp)
+                   min(COL_BLOCK, inner - c0), log, m, mo, s, gm, shn, e, e64, shift, scale, nt, tmp)
 
 
 def _cols_kernel(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, ngroups, nt):
@@ -1349,7 +1369,7 @@ def _sig_long_ip(ft):
 
 
 def _sig_partials(ft):
-    return [types.void(_ro(ft), _I, _I, _I, _I, *_parts(ft))]
+    return [types.void(_ro(ft), _I, _I, _I, _I, _B, *_parts(ft))]
 
 
 def _sig_cols(ft):
@@ -1428,7 +1448,7 @@ def softmax_rows(x, out, log, n_threads):
             else:
                 _launch(K_LONG[char], xf, xo, xs, of, oo, os, n, k, log, mpart, spart, nt)
             return
-        _launch(K_PARTIALS[char], xf, xo, xs, n, k, mpart, spart)
+        _launch(K_PARTIALS[char], xf, xo, xs, n, k, log, mpart, spart)
         if inplace:
             _launch(K_FINISH_IP[char], of, oo, os, n, k, log, mpart, spart, nt)
         else:

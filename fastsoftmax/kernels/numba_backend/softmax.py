@@ -58,11 +58,15 @@ NT_MIN_BYTES = 16 << 20
 NT_BLOCK_BYTES = 4096
 #: elements between prefetch bursts in ``_row_scratch``
 PF_BLOCK = 512
-#: rows shorter than this use the block-of-rows algorithm (``_small_rows``)
-SMALL_K = 32
-#: rows per block of short rows (one vector lane each)
+#: rows shorter than this use the block-of-rows algorithm (``_small_rows``),
+#: float32 and float64 (see ``_small_k``)
+SMALL_K_F32 = 64
+SMALL_K_F64 = 32
+#: rows per block of short rows (one vector lane each), at most
 SMALL_LANES = 64
-_SMALL_CAP = SMALL_LANES * SMALL_K
+#: elements per block of short rows (``SMALL_LANES`` rows of up to 32,
+#: fewer rows of longer ones: ``_small_lanes``)
+_SMALL_CAP = SMALL_LANES * 32
 _DBL_MAX = float(np.finfo(np.float64).max)
 #: below this many elements a call runs serially
 SERIAL_WORK = 1 << 15
@@ -252,6 +256,67 @@ def _lanes_add(typingctx, acc, buf, start):
         return builder.fadd(args[0], builder.load(p, align=4 if signature.args[0].dtype == types.float32 else 8))
 
     return acc(acc, buf, start), codegen
+
+
+@intrinsic
+def _lanes_load(typingctx, buf, start):
+    """``buf[start:start + lanes]`` as lanes (``buf``'s float type)."""
+    if not (isinstance(buf, types.Array) and buf.dtype in (types.float32, types.float64)
+            and isinstance(start, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        vty = _lanes_ir(signature.args[0].dtype)
+        p = builder.bitcast(element_pointer(context, builder, signature, args, 0), vty.as_pointer())
+        return builder.load(p, align=4 if signature.args[0].dtype == types.float32 else 8)
+
+    return _Lanes(buf.dtype)(buf, start), codegen
+
+
+def _maxnum(builder, a, b):
+    """``llvm.maxnum`` of two float vectors."""
+    ty = a.type
+    name = "llvm.maxnum.v%d%s" % (ty.count, "f32" if isinstance(ty.element, ir.FloatType) else "f64")
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty, ty]), name)
+    return builder.call(fn, [a, b])
+
+
+@intrinsic
+def _lanes_max(typingctx, acc, buf, start):
+    """``maxnum(acc, buf[start:start + lanes])``, lane by lane (a NaN is
+    ignored, as by ``fmax``)."""
+    if not (isinstance(acc, _Lanes) and isinstance(buf, types.Array) and buf.dtype == acc.dtype
+            and isinstance(start, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        vty = _lanes_ir(signature.args[0].dtype)
+        p = builder.bitcast(element_pointer(context, builder, signature, args, 1), vty.as_pointer())
+        v = builder.load(p, align=4 if signature.args[0].dtype == types.float32 else 8)
+        return _maxnum(builder, args[0], v)
+
+    return acc(acc, buf, start), codegen
+
+
+@intrinsic
+def _lanes_max_total(typingctx, acc):
+    """``maxnum`` of the lanes (by halves): NaN only if every lane is NaN."""
+    if not isinstance(acc, _Lanes):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        a = args[0]
+        n = a.type.count
+        while n > 1:
+            h = n // 2
+            lo = builder.shuffle_vector(a, a, ir.Constant(ir.VectorType(i32, h), list(range(h))))
+            hi = builder.shuffle_vector(a, a, ir.Constant(ir.VectorType(i32, h), list(range(h, n))))
+            a = _maxnum(builder, lo, hi)
+            n = h
+        return builder.extract_element(a, ir.Constant(i32, 0))
+
+    return acc.dtype(acc), codegen
 
 
 @intrinsic
@@ -455,6 +520,26 @@ def _max(xr, start, stop):
     return hi
 
 
+@njit(fastmath=_FM, cache=True)
+def _max_lanes(xr, k):
+    """Max of ``xr[:k]``, ignoring NaN, as ``_max``, by whole vectors
+    (``_Lanes``): the last group of lanes overlaps the one before it
+    rather than leaving a scalar remainder (LLVM's remainder loop of a
+    ``maxnum`` reduction costs ~8 cycles per element: 36% of float32
+    softmax of rows of 100).  ``_max`` for rows shorter than the lanes.
+    A function of its own, not inlined by Numba: inlined in the parallel
+    float64 rows kernel, it made LLVM 20's loop vectoriser fail an
+    assertion ("VPlan cost model and legacy cost model disagreed")."""
+    g = _lanes_count(xr[0])
+    if k < g:
+        return _max(xr, 0, k)
+    acc = _lanes_load(xr, 0)
+    for j0 in range(g, k - g + 1, g):
+        acc = _lanes_max(acc, xr, j0)
+    acc = _lanes_max(acc, xr, k - g)
+    return _lanes_max_total(acc)
+
+
 @njit(**_INLINE)
 def _np_ok(m, shift):
     """True when every ``x - shift`` with ``x <= m`` (``m`` the max, NaN
@@ -552,7 +637,7 @@ def _row(xr, orow, log, scratch):
     """Softmax of one row of at most LONG_ROW elements (``scratch``: room
     for log_softmax's exponentials when out is x, else empty)."""
     k = xr.shape[0]
-    m = _max(xr, 0, k)
+    m = _max_lanes(xr, k)
     if log:
         shift = m if _finite(m) else like(0.0, m)
         if _np_ok(m, shift):
@@ -661,7 +746,7 @@ def _row_scratch(xr, orow, log, scratch, nf, nb, nt):
     prefetches through its loop, where a sum-only loop would have them in
     bursts; (4096, 32000) float64, 2 threads, 1.21x -> 1.12x a copy."""
     k = xr.shape[0]
-    m = _max(xr, 0, k)
+    m = _max_lanes(xr, k)
     if log:
         shift = m if _finite(m) else like(0.0, m)
         if _np_ok(m, shift):
@@ -778,18 +863,49 @@ def _log_sums(s, out, n):
 
 
 @njit(**_INLINE)
+def _small_lanes(k, buf):
+    """Rows per block of short rows of ``k`` elements of ``buf``'s type (at
+    most ``_SMALL_CAP`` elements; a constant for float64, whose short rows
+    have at most 31)."""
+    if buf.itemsize == 8 or k <= 32:
+        return SMALL_LANES
+    return SMALL_LANES // 2
+
+
+@njit(**_INLINE)
+def _small_k(buf):
+    """Rows shorter than this go in blocks (``_small_rows``), longer ones
+    one by one (``_row``).  One thread, ns per row of (2e6 / k, k):
+
+    ======== ===== ======= ======= ===== =====
+    k        32    48      56      64    100
+    ======== ===== ======= ======= ===== =====
+    f32 rows 52    64      66      40    66
+    f32 blks 41    64      66      82    176
+    f64 rows 47    66      77      88    150
+    f64 blks 71    93      --      133   263
+    ======== ===== ======= ======= ===== =====
+
+    (softmax; ``_row`` with its max by whole vectors.  float32 rows of
+    fewer than 64 elements are all LLVM's scalar remainder code in ``_row``
+    (its loops run 64 floats at a time); float64 rows of 32 and more are
+    not).  Rows of 32-99 float32 elements had taken 60-190 ns each."""
+    return SMALL_K_F32 if buf.itemsize == 4 else SMALL_K_F64
+
+
+@njit(**_INLINE)
 def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
-    """Rows ``r0:r1`` of ``k < SMALL_K`` elements, ``SMALL_LANES`` rows at a time.
+    """Rows ``r0:r1`` of ``k < _small_k(xf)`` elements, ``_small_lanes(k, xf)`` rows at a time.
 
     A loop over a short row is mostly LLVM's scalar remainder code, so the
     block of rows is turned around instead: row ``r`` is lane ``r``, and
     every loop runs over the rows of the block (element ``j`` of row ``r``
-    at ``tx[j * SMALL_LANES + r]``): the max, the exponentials and their sum
+    at ``tx[j * lanes + r]``): the max, the exponentials and their sum
     (in float64, in element order: the same order for every row, whichever
     kernel or layout) are vector operations over the block's rows.  The
     scratch lives on the stack.
     """
-    lanes = SMALL_LANES
+    lanes = _small_lanes(k, xf)
     tx = stack_array(xf, _SMALL_CAP)
     te = stack_array(xf, _SMALL_CAP)
     shv = stack_array(xf, SMALL_LANES)
@@ -863,7 +979,7 @@ def _nt(n, k, buf):
 @njit(**_INLINE)
 def _rows_range(xf, xo, xs, of, oo, os, r0, r1, k, log, nt):
     _wide_vectors()
-    if k < SMALL_K:
+    if k < _small_k(xf):
         _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log)
     elif k >= SCRATCH_K:
         scratch = np.empty(k, dtype=xf.dtype)

@@ -117,10 +117,12 @@ def _recip(typingctx, v):
 _NT_BYTES = 64
 
 
-def _stream_intrinsic(log, fence=True):
+def _stream_intrinsic(log, fence=True, affine=False):
     def impl(typingctx, src, src_start, dst, dst_start, nvec, factor, offset):
         """``dst[dst_start + j] = src[src_start + j] * factor`` (or, ``log``,
-        ``(src[...] - offset) - factor``) for the
+        ``(src[...] - offset) - factor``; ``affine``, ``src[...] * factor -
+        offset``, rounded twice as the same expression is in the kernels:
+        tests check the bits against plain stores) for the
         ``nvec * 64 / itemsize`` elements from there, with non-temporal
         (streaming) 64-byte stores: the output goes to memory without being read
         first and without evicting the cache.  ``dst[dst_start]`` must be
@@ -153,7 +155,12 @@ def _stream_intrinsic(log, fence=True):
             with cgutils.for_range(builder, nv) as loop:
                 off = builder.mul(loop.index, ir.Constant(intp, lanes))
                 v = builder.load(builder.bitcast(builder.gep(sp, [off]), vty.as_pointer()), align=4)
-                r = builder.fsub(builder.fsub(v, voff), vfac) if log else builder.fmul(v, vfac)
+                if affine:
+                    r = builder.fsub(builder.fmul(v, vfac), voff)
+                elif log:
+                    r = builder.fsub(builder.fsub(v, voff), vfac)
+                else:
+                    r = builder.fmul(v, vfac)
                 st = builder.store(r, builder.bitcast(builder.gep(dp, [off]), vty.as_pointer()), align=_NT_BYTES)
                 st.set_metadata("nontemporal", nt_md)
             if fence:
@@ -169,6 +176,7 @@ _scale_stream = _stream_intrinsic(False)
 _log_stream = _stream_intrinsic(True)
 _scale_stream_nf = _stream_intrinsic(False, fence=False)
 _log_stream_nf = _stream_intrinsic(True, fence=False)
+_affine_stream_nf = _stream_intrinsic(False, fence=False, affine=True)
 
 
 @intrinsic

@@ -28,7 +28,7 @@ from ._exp import fexp, fexp_fast, like
 from ._runtime import LazyKernel, arr, check_layer, flat, parallel_lock, use_threads, view
 from .softmax import (_FM, _FM_SUM, _INLINE, _NT_BYTES, _affine_stream_nf, _exp_prefetch, _fast,
                       _finite, _groups, _max_lanes, _max_min, _nt_out, _redo64, _stream_fence,
-                      _stream_head, _sum, _sum_exp)
+                      _stream_head, _sum64, _sum_exp)
 
 __all__ = ["cross_entropy_index_rows", "cross_entropy_prob_rows"]
 
@@ -88,7 +88,7 @@ def _lse_stored(zr, e, nf, nb):
         return lse, shift, scale, False
     s = _exp_prefetch(zr, e, m, nf, nb)
     if _redo64(s, e):
-        s = _sum(e, 0, k, 0.0)
+        s = _sum64(e, 0, k)
     return np.float64(m) + np.log(s), m, like(1.0 / s, m), True
 
 

@@ -267,6 +267,67 @@ def _lanes_add(typingctx, acc, buf, start):
 
 
 @intrinsic
+def _sum64(typingctx, buf, start, n):
+    """float64 sum of ``buf[start:start + n]`` (float32 or float64), in a
+    fixed order whatever the caller's flags: four accumulators of 8 lanes
+    over chunks of 32 elements (float32 widened exactly), then chunks of 8
+    into the first, the lanes by halves, then the last ``n % 8`` one by
+    one.  Inline and vectorised by construction (a 'reassoc' loop needs a
+    function of its own, whose call costs a reference count per array)."""
+    if not (isinstance(buf, types.Array) and buf.dtype in (types.float32, types.float64)
+            and isinstance(start, types.Integer) and isinstance(n, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        intp = context.get_value_type(types.intp)
+        ety = context.get_value_type(signature.args[0].dtype)
+        dty = ir.DoubleType()
+        item = 4 if signature.args[0].dtype == types.float32 else 8
+        base = element_pointer(context, builder, signature, args, 0)
+        count = context.cast(builder, args[2], signature.args[2], types.intp)
+        v8 = ir.VectorType(ety, 8)
+        d8 = ir.VectorType(dty, 8)
+
+        def load8(off):
+            v = builder.load(builder.bitcast(builder.gep(base, [off]), v8.as_pointer()), align=item)
+            return builder.fpext(v, d8) if item == 4 else v
+
+        zero = ir.Constant(d8, None)
+        accs = [cgutils.alloca_once_value(builder, zero) for _ in range(4)]
+        n32 = builder.udiv(count, ir.Constant(intp, 32))
+        with cgutils.for_range(builder, n32) as loop:
+            off = builder.mul(loop.index, ir.Constant(intp, 32))
+            for q in range(4):
+                o = builder.add(off, ir.Constant(intp, 8 * q))
+                builder.store(builder.fadd(builder.load(accs[q]), load8(o)), accs[q])
+        done = builder.mul(n32, ir.Constant(intp, 32))
+        n8 = builder.udiv(builder.sub(count, done), ir.Constant(intp, 8))
+        with cgutils.for_range(builder, n8) as loop:
+            o = builder.add(done, builder.mul(loop.index, ir.Constant(intp, 8)))
+            builder.store(builder.fadd(builder.load(accs[0]), load8(o)), accs[0])
+        a = builder.fadd(builder.fadd(builder.load(accs[0]), builder.load(accs[1])),
+                         builder.fadd(builder.load(accs[2]), builder.load(accs[3])))
+        w = 8
+        while w > 1:
+            h = w // 2
+            lo = builder.shuffle_vector(a, a, ir.Constant(ir.VectorType(i32, h), list(range(h))))
+            hi = builder.shuffle_vector(a, a, ir.Constant(ir.VectorType(i32, h), list(range(h, w))))
+            a = builder.fadd(lo, hi)
+            w = h
+        total = cgutils.alloca_once_value(builder, builder.extract_element(a, ir.Constant(i32, 0)))
+        done = builder.add(done, builder.mul(n8, ir.Constant(intp, 8)))
+        with cgutils.for_range(builder, builder.sub(count, done)) as loop:
+            v = builder.load(builder.gep(base, [builder.add(done, loop.index)]))
+            if item == 4:
+                v = builder.fpext(v, dty)
+            builder.store(builder.fadd(builder.load(total), v), total)
+        return builder.load(total)
+
+    return types.float64(buf, start, n), codegen
+
+
+@intrinsic
 def _lanes_load(typingctx, buf, start):
     """``buf[start:start + lanes]`` as lanes (``buf``'s float type)."""
     if not (isinstance(buf, types.Array) and buf.dtype in (types.float32, types.float64)
@@ -572,10 +633,10 @@ def _sum_exp_np(xr, shift, start, stop, np_ok, zero):
 
 
 @njit(fastmath=_FM_SUM, cache=True)
-def _sum(orow, start, stop, zero):
-    """Sum of ``orow[start:stop]`` in ``zero``'s type."""
+def _sum(orow, start, stop):
+    """Sum of ``orow[start:stop]`` (in T)."""
     _wide_vectors()
-    s = zero
+    s = like(0.0, orow[0])  # (not orow[start] then the rest: the loop would be all remainder code)
     for j in range(start, stop):
         s += orow[j]
     return s
@@ -589,9 +650,15 @@ def _exp_store_sum(xr, orow, m, start, stop):
     differently when out is x (in place), which changed the sum's rounding;
     a sum over ``out`` alone is the same code in every kernel.  The row is
     in L1/L2 cache, so the extra pass is cheap."""
+    _exp_store(xr, orow, m, start, stop)
+    return _sum(orow, start, stop)
+
+
+@njit(**_INLINE)
+def _exp_store(xr, orow, m, start, stop):
+    """``orow = exp(xr - m)`` (``m`` the max)."""
     for j in range(start, stop):
         orow[j] = fexp_np(xr[j] - m)
-    return _sum(orow, start, stop, like(0.0, m))
 
 
 @njit(**_INLINE)
@@ -634,9 +701,11 @@ def _redo64(s, buf):
     would be off by an ulp of 1 on ``-log1p(e**-39)``.  Above it the
     amplification is below 0.5: random float32 rows, k = 40 ... 3000, have
     errors of at most 1.4 eps against float64 SciPy (3.2 eps with a
-    threshold of 2).  A float64 sum of every row would cost 10-15% of
-    float32 log_softmax's time (four more instructions per 16
-    exponentials, to widen and add)."""
+    threshold of 2).  For the passes that add the exponentials as they
+    compute them (rows of ``SCRATCH_K`` and more, long-row chunks): a
+    float64 sum there would cost 10-15% of float32 log_softmax's time
+    (four more instructions per 16 exponentials, to widen and add).  Rows
+    in cache sum in a pass of their own, in float64 always (``_row``)."""
     return buf.itemsize == 4 and s < _REDO_BELOW
 
 
@@ -654,10 +723,15 @@ def _row(xr, orow, log, scratch):
             # fused exp-and-sum loop was 20% slower in float64, and out's
             # lines are then in cache for the last pass
             e = scratch if scratch.shape[0] else orow
-            s = _exp_store_sum(xr, e, shift, 0, k)
-            lse = np.log(s)
-            if _redo64(s, e):
-                lse = like(np.log(_sum(e, 0, k, 0.0)), m)
+            if e.itemsize == 4:
+                # float32: summed in float64 (``_sum64``), always: the sum is a
+                # pass of its own here, and a float32 sum redone below
+                # _REDO_BELOW (``_redo64``) cost two passes on peaked rows
+                # ((1024, 1000) of 3 x normal logits: log_softmax 1.16x softmax)
+                _exp_store(xr, e, shift, 0, k)
+                lse = like(np.log(_sum64(e, 0, k)), m)
+            else:
+                lse = np.log(_exp_store_sum(xr, e, shift, 0, k))
         else:
             lse = like(np.log(np.float64(_sum_exp_np(xr, shift, 0, k, False, like(0.0, m)))), m)
         _write(xr, orow, shift, lse, True, 0, k)
@@ -760,7 +834,7 @@ def _row_scratch(xr, orow, log, scratch, nf, nb, nt):
         if _np_ok(m, shift):
             s = _exp_prefetch(xr, scratch, shift, nf, nb)
             if _redo64(s, scratch):
-                s = _sum(scratch, 0, k, 0.0)
+                s = _sum64(scratch, 0, k)
         else:
             s = _sum_exp_prefetch(xr, shift, nf, nb)
         _log_copy(xr, orow, shift, like(np.log(s), m), nt)
@@ -1228,21 +1302,55 @@ def _step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, mo_out):
 def _col_group8(xf, xg, xs1, w, m, mo_out, e):
     """A full group of 8 rows in one pass over the columns, all in registers:
     new running max ``m`` (the old one into ``mo_out``), and ``e`` = the sum
-    of the 8 ``exp(x - shift)`` against it, added in ``e``'s type (T, or
-    float64 when float32 log_softmax redoes its sums: see ``_redo64``).  No
+    of the 8 ``exp(x - shift)`` against it, in T.  No
     reduction and no conditional store here, so that LLVM vectorises the
     loop at T's full width.  A separate function, not inlined by Numba (as
     ``_exp_block``): inlined in the kernel, its loop reloaded the exp's
     constants every iteration."""
     _wide_vectors()
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
-    z = e[0]  # (only its type is used)
     for c in range(w):
         v0, v1, v2, v3, v4, v5, v6, v7, sh = _step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, mo_out)
-        e[c] = (((like(fexp_np(v0 - sh), z) + like(fexp_np(v1 - sh), z))
-                 + (like(fexp_np(v2 - sh), z) + like(fexp_np(v3 - sh), z)))
-                + ((like(fexp_np(v4 - sh), z) + like(fexp_np(v5 - sh), z))
-                   + (like(fexp_np(v6 - sh), z) + like(fexp_np(v7 - sh), z))))
+        e[c] = (((fexp_np(v0 - sh) + fexp_np(v1 - sh)) + (fexp_np(v2 - sh) + fexp_np(v3 - sh)))
+                + ((fexp_np(v4 - sh) + fexp_np(v5 - sh)) + (fexp_np(v6 - sh) + fexp_np(v7 - sh))))
+
+
+@njit(**_INLINE)
+def _rest(a, one):
+    return a if a != one else like(0.0, a)
+
+
+@njit(**_INLINE)
+def _is1(a, one):
+    return one if a == one else like(0.0, a)
+
+
+@njit(fastmath=_FM, cache=True)
+def _col_group8_ones(xf, xg, xs1, w, m, mo_out, e, ones):
+    """``_col_group8`` for float32 log_softmax: the exponentials equal to 1
+    (at the max) are counted into ``ones``, the others summed in float32
+    into ``e``; the caller adds the two in float64.  A float32 sum of 1 and
+    small terms loses those below half an ulp of 1, and ``log(sum)``, near
+    0 at a dominant max, needs them; the sum of the small terms alone keeps
+    float32's relative precision.  (Float64 group sums, widening all 8
+    exponentials, cost 12% more: (32000, 4096) axis 0, 1.79x a copy.)"""
+    _wide_vectors()
+    x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
+    for c in range(w):
+        v0, v1, v2, v3, v4, v5, v6, v7, sh = _step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, mo_out)
+        one = like(1.0, sh)
+        a0 = fexp_np(v0 - sh)
+        a1 = fexp_np(v1 - sh)
+        a2 = fexp_np(v2 - sh)
+        a3 = fexp_np(v3 - sh)
+        a4 = fexp_np(v4 - sh)
+        a5 = fexp_np(v5 - sh)
+        a6 = fexp_np(v6 - sh)
+        a7 = fexp_np(v7 - sh)
+        e[c] = (((_rest(a0, one) + _rest(a1, one)) + (_rest(a2, one) + _rest(a3, one)))
+                + ((_rest(a4, one) + _rest(a5, one)) + (_rest(a6, one) + _rest(a7, one))))
+        ones[c] = (((_is1(a0, one) + _is1(a1, one)) + (_is1(a2, one) + _is1(a3, one)))
+                   + ((_is1(a4, one) + _is1(a5, one)) + (_is1(a6, one) + _is1(a7, one))))
 
 
 @njit(**_INLINE)
@@ -1325,10 +1433,12 @@ def _col_write4(xf, xg, xs1, of, og, os1, w, shift, scale, nt, tmp):
 
 
 @njit(**_INLINE)
-def _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e):
+def _col_sums(xf, xb, xs1, k, w, log, m, mo, s, gm, shn, e, e64, ones):
     """Pass 1 of ``_col_block``: the running maxima ``m`` and the float64
-    sums ``s`` of the w columns at xb, each group's sums added first in
-    ``e``'s type (T, or float64 for float32 log_softmax's redo)."""
+    sums ``s`` of the w columns at xb, each group's sum added first in T
+    (float32 log_softmax: the ones apart, ``_col_group8_ones``; a last,
+    ragged group in float64)."""
+    wide = log and e.itemsize == 4
     ninf = like(-np.inf, m[0])
     for c in range(w):
         m[c] = ninf
@@ -1336,53 +1446,52 @@ def _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e):
     for r0 in range(0, k, COL_GROUP):
         g = min(COL_GROUP, k - r0)
         xg = xb + r0 * xs1
-        if g == COL_GROUP:
+        if g == COL_GROUP and wide:
+            _col_group8_ones(xf, xg, xs1, w, m, mo, e, ones)
+            _col_rescale(s, mo, m, w)
+            for c in range(w):
+                s[c] += np.float64(ones[c]) + np.float64(e[c])
+        elif g == COL_GROUP:
             _col_group8(xf, xg, xs1, w, m, mo, e)
             _col_rescale(s, mo, m, w)
+            for c in range(w):
+                s[c] += np.float64(e[c])
         else:
             _col_group_max(xf, xg, xs1, w, g, gm)
             grew = _col_new_max(m, gm, shn, mo, w)
             for c in range(w):
-                e[c] = 0.0
+                e64[c] = 0.0
             for r in range(g):
                 xr = view(xf, xg + r * xs1, w)
                 for c in range(w):
-                    e[c] += fexp_np(xr[c] - shn[c])
+                    e64[c] += np.float64(fexp_np(xr[c] - shn[c]))
             if grew:
                 _col_rescale(s, mo, m, w)
-        for c in range(w):
-            s[c] += np.float64(e[c])
+            for c in range(w):
+                s[c] += e64[c]
 
 
 @njit(**_INLINE)
-def _col_redo64(s, w, e):
-    """float32 log_softmax: redo the block's sums in float64 when a column's
-    sum is in [1, _REDO_BELOW) (``_redo64``; an all -inf column's 0 is
-    redone exactly anyway)."""
-    low = 0
-    for c in range(w):
-        low += (s[c] >= 1.0) & (s[c] < _REDO_BELOW)
-    return e.itemsize == 4 and low > 0
-
-
-@njit(**_INLINE)
-def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e64, shift, scale, nt, tmp):
+def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e64, ones, shift, scale, nt,
+               tmp):
     """Softmax along the k rows (stride xs1) of the w contiguous columns at xb.
 
     Pass 1 reads ``COL_GROUP`` rows at a time: their maximum, then the sum of
     ``exp(x - shift)`` against the new running maximum (every argument is
     <= 0, -inf or NaN: ``fexp_np``), a group's sum in T added in float64 to
     the running sums, which are rescaled (rarely) when the maximum grows
-    (``_col_sums``; float32 log_softmax redoes it with float64 group sums
-    in a block where a column's sum is small: ``_col_redo64``).  Pass 2 writes,
+    (``_col_sums``; float32 log_softmax keeps the exponentials equal to 1
+    apart, ``_col_group8_ones``: a float32 sum of 1 and small terms loses
+    them, and ``log(sum)`` is needed to the last bits.  A redo of the
+    block's pass in float64 where a column's sum was below ``_REDO_BELOW``,
+    as the rows do, ran nearly always on the benchmark's logits, 3 x
+    standard normal: 2.6x a copy).  Pass 2 writes,
     softmax four rows at a time (``_col_write4``), log_softmax one row at a
     time with the row after next prefetched (``nt``: through ``tmp``, with
     streaming stores).
     """
     _wide_vectors()
-    _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e)
-    if log and _col_redo64(s, w, e):
-        _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e64)
+    _col_sums(xf, xb, xs1, k, w, log, m, mo, s, gm, shn, e, e64, ones)
     for c in range(w):
         mc = m[c]
         sc = s[c]
@@ -1431,6 +1540,7 @@ def _col_tasks(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, g, ngro
     mo = np.empty(bw, dtype=xf.dtype)
     e = np.empty(bw, dtype=xf.dtype)
     e64 = np.empty(bw, dtype=np.float64)
+    ones = np.empty(bw, dtype=xf.dtype)
     shift = np.empty(bw, dtype=xf.dtype)
     scale = np.empty(bw, dtype=xf.dtype)
     tmp = np.empty(COL_WRITE_ROWS * bw, dtype=xf.dtype)
@@ -1438,7 +1548,8 @@ def _col_tasks(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, g, ngro
         o = t // nb
         c0 = (t - o * nb) * COL_BLOCK
         _col_block(xf, xo + o * xs0 + c0, xs1, of, oo + o * os0 + c0, os1, k,
-                   min(COL_BLOCK, inner - c0), log, m, mo, s, gm, shn, e, e64, shift, scale, nt, tmp)
+                   min(COL_BLOCK, inner - c0), log, m, mo, s, gm, shn, e, e64, ones, shift, scale, nt,
+                   tmp)
 
 
 def _cols_kernel(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, ngroups, nt):

@@ -266,6 +266,25 @@ def _lanes_add(typingctx, acc, buf, start):
     return acc(acc, buf, start), codegen
 
 
+def _by_halves(builder, a, op):
+    """Codegen helper: the lanes of vector ``a`` combined by halves with
+    ``op(builder, lo, hi)`` (``lanes[:h]`` with ``lanes[h:]``, repeatedly):
+    the first lane of the result."""
+    i32 = ir.IntType(32)
+    n = a.type.count
+    while n > 1:
+        h = n // 2
+        lo = builder.shuffle_vector(a, a, ir.Constant(ir.VectorType(i32, h), list(range(h))))
+        hi = builder.shuffle_vector(a, a, ir.Constant(ir.VectorType(i32, h), list(range(h, n))))
+        a = op(builder, lo, hi)
+        n = h
+    return builder.extract_element(a, ir.Constant(i32, 0))
+
+
+def _fadd(builder, a, b):
+    return builder.fadd(a, b)
+
+
 @intrinsic
 def _sum64(typingctx, buf, start, n):
     """float64 sum of ``buf[start:start + n]`` (float32 or float64), in a
@@ -279,7 +298,6 @@ def _sum64(typingctx, buf, start, n):
         return None
 
     def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
         intp = context.get_value_type(types.intp)
         ety = context.get_value_type(signature.args[0].dtype)
         dty = ir.DoubleType()
@@ -308,14 +326,7 @@ def _sum64(typingctx, buf, start, n):
             builder.store(builder.fadd(builder.load(accs[0]), load8(o)), accs[0])
         a = builder.fadd(builder.fadd(builder.load(accs[0]), builder.load(accs[1])),
                          builder.fadd(builder.load(accs[2]), builder.load(accs[3])))
-        w = 8
-        while w > 1:
-            h = w // 2
-            lo = builder.shuffle_vector(a, a, ir.Constant(ir.VectorType(i32, h), list(range(h))))
-            hi = builder.shuffle_vector(a, a, ir.Constant(ir.VectorType(i32, h), list(range(h, w))))
-            a = builder.fadd(lo, hi)
-            w = h
-        total = cgutils.alloca_once_value(builder, builder.extract_element(a, ir.Constant(i32, 0)))
+        total = cgutils.alloca_once_value(builder, _by_halves(builder, a, _fadd))
         done = builder.add(done, builder.mul(n8, ir.Constant(intp, 8)))
         with cgutils.for_range(builder, builder.sub(count, done)) as loop:
             v = builder.load(builder.gep(base, [builder.add(done, loop.index)]))
@@ -374,16 +385,7 @@ def _lanes_max_total(typingctx, acc):
         return None
 
     def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        a = args[0]
-        n = a.type.count
-        while n > 1:
-            h = n // 2
-            lo = builder.shuffle_vector(a, a, ir.Constant(ir.VectorType(i32, h), list(range(h))))
-            hi = builder.shuffle_vector(a, a, ir.Constant(ir.VectorType(i32, h), list(range(h, n))))
-            a = _maxnum(builder, lo, hi)
-            n = h
-        return builder.extract_element(a, ir.Constant(i32, 0))
+        return _by_halves(builder, args[0], _maxnum)
 
     return acc.dtype(acc), codegen
 
@@ -395,16 +397,7 @@ def _lanes_total(typingctx, acc):
         return None
 
     def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        a = args[0]
-        n = a.type.count
-        while n > 1:
-            h = n // 2
-            lo = builder.shuffle_vector(a, a, ir.Constant(ir.VectorType(i32, h), list(range(h))))
-            hi = builder.shuffle_vector(a, a, ir.Constant(ir.VectorType(i32, h), list(range(h, n))))
-            a = builder.fadd(lo, hi)
-            n = h
-        return builder.extract_element(a, ir.Constant(i32, 0))
+        return _by_halves(builder, args[0], _fadd)
 
     return acc.dtype(acc), codegen
 

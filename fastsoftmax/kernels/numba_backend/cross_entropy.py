@@ -24,11 +24,11 @@ way whatever the thread count, so results do not depend on it.
 import numpy as np
 from numba import njit, prange, types
 
-from ._exp import fexp, fexp_fast, like
+from ._exp import fexp, like
 from ._runtime import LazyKernel, arr, check_layer, flat, parallel_lock, use_threads, view
-from .softmax import (_FM, _FM_SUM, _INLINE, _NT_BYTES, _affine_stream_nf, _exp_prefetch, _fast,
-                      _finite, _groups, _max_lanes, _max_min, _nt_out, _redo64, _stream_fence,
-                      _stream_head, _sum64, _sum_exp)
+from .softmax import (_FM, _FM_SUM, _INLINE, _NT_BYTES, _affine_stream_nf, _exp_prefetch, _finite,
+                      _groups, _max_lanes, _nt_out, _redo64, _stream_fence, _stream_head, _sum64,
+                      _sum_exp_np)
 
 __all__ = ["cross_entropy_index_rows", "cross_entropy_prob_rows"]
 
@@ -57,35 +57,19 @@ def _zero(gr):
 
 
 @njit(**_INLINE)
-def _log_sum_exp(zr):
-    """(lse in float64, shift, scale, fast): ``p[j] = exp(z[j] - shift) * scale``."""
-    k = zr.shape[0]
-    m, lo = _max_min(zr, 0, k)
-    finite = _finite(m)
-    base = m if finite else like(0.0, m)
-    fast = _fast(lo, m, m)
-    s = _sum_exp(zr, base, 0, k, fast)
-    lse = np.float64(base) + np.log(np.float64(s))
-    if finite:
-        return lse, m, like(1.0, m) / s, fast
-    # +inf or all -inf row: p = exp(z - lse), as the reference computes it
-    return lse, like(lse, m), like(1.0, m), False
-
-
-@njit(**_INLINE)
 def _lse_stored(zr, e, nf, nb):
-    """``_log_sum_exp`` that keeps the exponentials: (lse in float64, shift,
-    scale, stored).  A row with a finite max has ``e = exp(z - max)``
-    stored (``stored``: the gradient pass reads them instead of computing
-    them again) and summed in one pass with the next row (``nf[nb:]``)
+    """(lse in float64, shift, scale, stored): ``p[j] = exp(z[j] - shift) *
+    scale``.  A row with a finite max has ``e = exp(z - max)`` stored
+    (``stored``: the gradient pass reads them instead of computing them
+    again) and summed in one pass with the next row (``nf[nb:]``)
     prefetched, as softmax's rows (``softmax._row``; float32: a sum below
-    ``_REDO_BELOW`` redone in float64); other rows go through
-    ``_log_sum_exp``."""
+    ``_REDO_BELOW`` redone in float64).  A +inf, NaN or all -inf row sums
+    ``exp(z)`` and takes ``p = exp(z - lse)``, as the reference does."""
     k = zr.shape[0]
     m = _max_lanes(zr, k)
     if not _finite(m):
-        lse, shift, scale, fast = _log_sum_exp(zr)
-        return lse, shift, scale, False
+        lse = np.log(_sum_exp_np(zr, like(0.0, m), 0, k, False, 0.0))
+        return lse, like(lse, m), like(1.0, m), False
     s = _exp_prefetch(zr, e, m, nf, nb)
     if _redo64(s, e):
         s = _sum64(e, 0, k)

@@ -31,7 +31,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-from ._exp import fast_min, fexp, fexp_fast, fexp_np, fmax, fmin, like, log64_ge1
+from ._exp import fexp, fexp_np, fmax, like, log64_ge1
 from ._runtime import (LazyKernel, arr, check_layer, element_pointer, flat, parallel_lock,
                        prefetch_intrinsic, stack_array, use_threads, view)
 
@@ -250,6 +250,14 @@ def _lanes_count(typingctx, ref):
     return types.intp(ref), codegen
 
 
+def _load_lanes(context, builder, signature, args, pos, dtype):
+    """Codegen helper: ``buf[start:start + lanes]`` (``buf``, ``start``:
+    arguments ``pos`` and ``pos + 1``) as a vector of ``dtype`` lanes."""
+    vty = _lanes_ir(dtype)
+    p = builder.bitcast(element_pointer(context, builder, signature, args, pos), vty.as_pointer())
+    return builder.load(p, align=4 if dtype == types.float32 else 8)
+
+
 @intrinsic
 def _lanes_add(typingctx, acc, buf, start):
     """``acc`` plus ``buf[start:start + lanes]``, lane by lane (plain ``fadd``)."""
@@ -258,10 +266,7 @@ def _lanes_add(typingctx, acc, buf, start):
         return None
 
     def codegen(context, builder, signature, args):
-        vty = _lanes_ir(signature.args[0].dtype)
-        p = builder.bitcast(element_pointer(context, builder, signature, args, 1),
-                            vty.as_pointer())
-        return builder.fadd(args[0], builder.load(p, align=4 if signature.args[0].dtype == types.float32 else 8))
+        return builder.fadd(args[0], _load_lanes(context, builder, signature, args, 1, signature.args[0].dtype))
 
     return acc(acc, buf, start), codegen
 
@@ -346,9 +351,7 @@ def _lanes_load(typingctx, buf, start):
         return None
 
     def codegen(context, builder, signature, args):
-        vty = _lanes_ir(signature.args[0].dtype)
-        p = builder.bitcast(element_pointer(context, builder, signature, args, 0), vty.as_pointer())
-        return builder.load(p, align=4 if signature.args[0].dtype == types.float32 else 8)
+        return _load_lanes(context, builder, signature, args, 0, signature.args[0].dtype)
 
     return _Lanes(buf.dtype)(buf, start), codegen
 
@@ -370,36 +373,29 @@ def _lanes_max(typingctx, acc, buf, start):
         return None
 
     def codegen(context, builder, signature, args):
-        vty = _lanes_ir(signature.args[0].dtype)
-        p = builder.bitcast(element_pointer(context, builder, signature, args, 1), vty.as_pointer())
-        v = builder.load(p, align=4 if signature.args[0].dtype == types.float32 else 8)
-        return _maxnum(builder, args[0], v)
+        return _maxnum(builder, args[0], _load_lanes(context, builder, signature, args, 1, signature.args[0].dtype))
 
     return acc(acc, buf, start), codegen
 
 
-@intrinsic
-def _lanes_max_total(typingctx, acc):
-    """``maxnum`` of the lanes (by halves): NaN only if every lane is NaN."""
-    if not isinstance(acc, _Lanes):
-        return None
+def _lanes_reduction(op, doc):
+    """An intrinsic ``f(acc)``: the lanes of ``acc`` combined by halves with
+    ``op`` (``_by_halves``), documented by ``doc``."""
+    def impl(typingctx, acc):
+        if not isinstance(acc, _Lanes):
+            return None
 
-    def codegen(context, builder, signature, args):
-        return _by_halves(builder, args[0], _maxnum)
+        def codegen(context, builder, signature, args):
+            return _by_halves(builder, args[0], op)
 
-    return acc.dtype(acc), codegen
+        return acc.dtype(acc), codegen
+
+    impl.__doc__ = doc
+    return intrinsic(impl)
 
 
-@intrinsic
-def _lanes_total(typingctx, acc):
-    """The lanes added by halves (``lanes[:h] + lanes[h:]``, repeatedly)."""
-    if not isinstance(acc, _Lanes):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return _by_halves(builder, args[0], _fadd)
-
-    return acc.dtype(acc), codegen
+_lanes_total = _lanes_reduction(_fadd, "The lanes added by halves (``lanes[:h] + lanes[h:]``, repeatedly).")
+_lanes_max_total = _lanes_reduction(_maxnum, "``maxnum`` of the lanes (by halves): NaN only if every lane is NaN.")
 
 
 @intrinsic
@@ -542,37 +538,6 @@ def _prefetch_span_l2(buf, start, length):
 # vectorising (measured 10x slower).  Inside, rows are unmanaged views
 # (``_runtime.view``): no reference counting, unit stride, and non-negative
 # indices, so every loop below vectorises.
-@njit(**_INLINE)
-def _max_min(xr, start, stop):
-    """(max, min) of ``xr[start:stop]``, ignoring NaN (see ``fmax``)."""
-    hi = xr[start]
-    lo = hi
-    for j in range(start + 1, stop):
-        v = xr[j]
-        hi = fmax(hi, v)
-        lo = fmin(lo, v)
-    return hi, lo
-
-
-@njit(**_INLINE)
-def _fast(lo, hi, shift):
-    """True when every ``exp(x - shift)`` with ``lo <= x <= hi`` may use
-    ``fexp_fast`` (False whenever ``lo``, ``hi`` or ``shift`` is not finite)."""
-    return lo - shift >= fast_min(shift) and hi - shift <= 0
-
-
-@njit(fastmath=_FM_SUM, cache=True)
-def _sum_exp(xr, shift, start, stop, fast):
-    s = like(0.0, shift)
-    if fast:
-        for j in range(start, stop):
-            s += fexp_fast(xr[j] - shift)
-    else:
-        for j in range(start, stop):
-            s += fexp(xr[j] - shift)
-    return s
-
-
 @njit(**_INLINE)
 def _max(xr, start, stop):
     """Max of ``xr[start:stop]``, ignoring NaN (see ``fmax``)."""
@@ -726,7 +691,7 @@ def _row(xr, orow, log, scratch):
             else:
                 lse = np.log(_exp_store_sum(xr, e, shift, 0, k))
         else:
-            lse = like(np.log(np.float64(_sum_exp_np(xr, shift, 0, k, False, like(0.0, m)))), m)
+            lse = like(np.log(_sum_exp_np(xr, shift, 0, k, False, 0.0)), m)
         _write(xr, orow, shift, lse, True, 0, k)
     else:
         s = _exp_store_sum(xr, orow, m, 0, k)

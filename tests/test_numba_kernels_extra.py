@@ -73,6 +73,56 @@ def test_columns_match_rows_of_the_transpose(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_columns_softmax_reference_moves(dtype):
+    """Softmax's first pass over columns takes exponentials against a
+    per-column reference that trails the running max by at most
+    ``COL_HEADROOM`` and moves when the max outgrows it: one column at a
+    time (few move in a group), by vector passes (many move in a group), or
+    in the last, ragged group.  Every such column, and those after -inf
+    rows, gives SciPy's result; at a column's max (where the old and new
+    references differ most) to a few ulps, as before they moved; and
+    identically at 1 and 2 threads."""
+    group = nb_softmax.COL_GROUP
+    k = 6 * group + 5
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(k, 280)) * 0.1  # a spread below the headroom: no column moves
+    jump = 50.0
+    for j in range(10):                          # one or two columns move in a group
+        x[group * (1 + j % 5) + j % group:, j] += jump * (1 + j % 3)
+    x[3 * group + 2:, 200:240] += jump           # 40 columns move in one group
+    x[6 * group + 1:, 240:250] += jump           # in the ragged group
+    x[:2 * group, 250:260] = -np.inf             # -inf first, then finite
+    x[:, 260:270] += 2.0 * np.arange(k)[:, None]  # a ramp: moves in every group
+    x[:, 270] = -np.inf
+    x[k - 2, 270] = 3.0                          # one finite value, in the ragged group
+    x[:, 271] -= 10.0
+    x[40, 271] = 30.0                            # a dominant max
+    x[:, 272] -= 1e30                            # huge negative, then a jump
+    x[k // 2:, 272] += 1e30
+    x[:, 273:] = rng.normal(size=(k, 7)) * 5     # spread: moves now and then
+    x = x.astype(dtype)
+    # the first 200 columns alone: few move in any group (one at a time)
+    assert 2 * nb_softmax.COL_SCAN < 200 <= nb_softmax.COL_BLOCK
+    for cols in (slice(0, 200), slice(None)):
+        xc = np.ascontiguousarray(x[:, cols])
+        want = _scipy(xc, 0, False)
+        outs = []
+        for n_threads in (1, 2):
+            out = np.empty_like(xc)
+            nb_softmax.softmax_cols(xc[None], out[None], False, n_threads)
+            outs.append(out)
+        np.testing.assert_array_equal(outs[0], outs[1])
+        got = outs[0].astype(np.float64)
+        rtol = 1e-5 if dtype == np.float32 else 1e-13
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=1e-30)
+        at_max = want.argmax(axis=0), np.arange(xc.shape[1])
+        # float64: the sum's own rounding (the code before references: up to 6 eps)
+        ulps = (3 if dtype == np.float32 else 8) * np.finfo(dtype).eps
+        assert np.all(np.abs(got[at_max] - want[at_max]) <= ulps * want[at_max])
+    np.testing.assert_array_equal(got[:, 270], (np.arange(k) == k - 2).astype(np.float64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("log", [False, True])
 @pytest.mark.parametrize("k", [37, 39])
 def test_columns_streaming_stores_change_nothing(monkeypatch, dtype, log, k):

@@ -1351,8 +1351,9 @@ def _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr):
     """Softmax's ``_col_group8``: the new running max ``m`` of a full group
     of 8 rows, and ``e`` = the sum of the 8 ``exp(x - sh(ref))`` in T, or -1
     for a column whose max now exceeds its reference ``ref`` by more than
-    ``COL_HEADROOM`` (``_col_rebase`` and ``_col_readd8`` take the group again there).  The
-    reference changes only then, so no sum is rescaled when the max grows a
+    ``hr`` (``COL_HEADROOM`` in T; ``_col_reref``, or ``_col_rebase`` and
+    ``_col_readd8``, take the group again there).  The reference changes
+    only then, so no sum is rescaled when the max grows a
     little, and the loop has nothing but loads, arithmetic and two stores
     (a count of those columns here, a reduction, halved LLVM's float32
     vector width: 1.8x slower; it is ``_col_add_ref``'s)."""

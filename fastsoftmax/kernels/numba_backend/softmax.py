@@ -1241,6 +1241,14 @@ def _group_max8(mo, v0, v1, v2, v3, v4, v5, v6, v7):
 
 
 @njit(**_INLINE)
+def _exp_sum8(v0, v1, v2, v3, v4, v5, v6, v7, sh):
+    """The sum of the 8 ``exp(v - sh)`` as a tree, in T (every ``v - sh``
+    in ``fexp_np``'s range: at most 40, -inf or NaN)."""
+    return (((fexp_np(v0 - sh) + fexp_np(v1 - sh)) + (fexp_np(v2 - sh) + fexp_np(v3 - sh)))
+            + ((fexp_np(v4 - sh) + fexp_np(v5 - sh)) + (fexp_np(v6 - sh) + fexp_np(v7 - sh))))
+
+
+@njit(**_INLINE)
 def _rows8(xf, xg, xs1, w):
     """Views of the ``w`` columns of the 8 rows of a group starting at ``xg``."""
     return (view(xf, xg, w), view(xf, xg + xs1, w), view(xf, xg + 2 * xs1, w),
@@ -1280,8 +1288,7 @@ def _col_group8(xf, xg, xs1, w, m, mo_out, e):
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
     for c in range(w):
         v0, v1, v2, v3, v4, v5, v6, v7, sh = _step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, mo_out)
-        e[c] = (((fexp_np(v0 - sh) + fexp_np(v1 - sh)) + (fexp_np(v2 - sh) + fexp_np(v3 - sh)))
-                + ((fexp_np(v4 - sh) + fexp_np(v5 - sh)) + (fexp_np(v6 - sh) + fexp_np(v7 - sh))))
+        e[c] = _exp_sum8(v0, v1, v2, v3, v4, v5, v6, v7, sh)
 
 
 @njit(**_INLINE)
@@ -1372,8 +1379,7 @@ def _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr):
         mn = _group_max8(m[c], v0, v1, v2, v3, v4, v5, v6, v7)
         m[c] = mn
         sh = _sh(r)  # every x - sh <= hr, -inf or NaN (or the column is taken again)
-        t = (((fexp_np(v0 - sh) + fexp_np(v1 - sh)) + (fexp_np(v2 - sh) + fexp_np(v3 - sh)))
-             + ((fexp_np(v4 - sh) + fexp_np(v5 - sh)) + (fexp_np(v6 - sh) + fexp_np(v7 - sh))))
+        t = _exp_sum8(v0, v1, v2, v3, v4, v5, v6, v7, sh)
         e[c] = like(-1.0, t) if mn > r + hr else t
 
 
@@ -1444,8 +1450,7 @@ def _col_readd8(xf, xg, xs1, w, ref, s, e):
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
     for c in range(w):
         sh = _sh(ref[c])
-        t = (((fexp_np(x0[c] - sh) + fexp_np(x1[c] - sh)) + (fexp_np(x2[c] - sh) + fexp_np(x3[c] - sh)))
-             + ((fexp_np(x4[c] - sh) + fexp_np(x5[c] - sh)) + (fexp_np(x6[c] - sh) + fexp_np(x7[c] - sh))))
+        t = _exp_sum8(x0[c], x1[c], x2[c], x3[c], x4[c], x5[c], x6[c], x7[c], sh)
         s[c] += np.float64(t) if e[c] < 0 else 0.0
 
 

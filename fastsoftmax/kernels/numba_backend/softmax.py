@@ -1257,17 +1257,16 @@ def _rows8(xf, xg, xs1, w):
 
 
 @njit(**_INLINE)
+def _load8(x0, x1, x2, x3, x4, x5, x6, x7, c):
+    """Column ``c`` of the 8 rows of a group (``_rows8``)."""
+    return x0[c], x1[c], x2[c], x3[c], x4[c], x5[c], x6[c], x7[c]
+
+
+@njit(**_INLINE)
 def _step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, mo_out):
     """Column ``c`` of a group of 8 rows: its 8 values, and the shift of the
     new running max (the old max into ``mo_out[c]``, the new into ``m[c]``)."""
-    v0 = x0[c]
-    v1 = x1[c]
-    v2 = x2[c]
-    v3 = x3[c]
-    v4 = x4[c]
-    v5 = x5[c]
-    v6 = x6[c]
-    v7 = x7[c]
+    v0, v1, v2, v3, v4, v5, v6, v7 = _load8(x0, x1, x2, x3, x4, x5, x6, x7, c)
     mo = m[c]
     mn = _group_max8(mo, v0, v1, v2, v3, v4, v5, v6, v7)
     mo_out[c] = mo
@@ -1367,14 +1366,7 @@ def _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr):
     _wide_vectors()
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
     for c in range(w):
-        v0 = x0[c]
-        v1 = x1[c]
-        v2 = x2[c]
-        v3 = x3[c]
-        v4 = x4[c]
-        v5 = x5[c]
-        v6 = x6[c]
-        v7 = x7[c]
+        v0, v1, v2, v3, v4, v5, v6, v7 = _load8(x0, x1, x2, x3, x4, x5, x6, x7, c)
         r = ref[c]
         mn = _group_max8(m[c], v0, v1, v2, v3, v4, v5, v6, v7)
         m[c] = mn
@@ -1450,7 +1442,8 @@ def _col_readd8(xf, xg, xs1, w, ref, s, e):
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
     for c in range(w):
         sh = _sh(ref[c])
-        t = _exp_sum8(x0[c], x1[c], x2[c], x3[c], x4[c], x5[c], x6[c], x7[c], sh)
+        v0, v1, v2, v3, v4, v5, v6, v7 = _load8(x0, x1, x2, x3, x4, x5, x6, x7, c)
+        t = _exp_sum8(v0, v1, v2, v3, v4, v5, v6, v7, sh)
         s[c] += np.float64(t) if e[c] < 0 else 0.0
 
 

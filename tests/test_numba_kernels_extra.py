@@ -72,16 +72,9 @@ def test_columns_match_rows_of_the_transpose(dtype):
         assert np.all(np.abs(got - want) <= rtol * scale + (0 if dtype == np.float64 else 1e-30))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_columns_softmax_reference_moves(dtype):
-    """Softmax's first pass over columns takes exponentials against a
-    per-column reference that trails the running max by at most
-    ``COL_HEADROOM`` and moves when the max outgrows it: one column at a
-    time (few move in a group), by vector passes (many move in a group), or
-    in the last, ragged group.  Every such column, and those after -inf
-    rows, gives SciPy's result; at a column's max (where the old and new
-    references differ most) to a few ulps, as before they moved; and
-    identically at 1 and 2 threads."""
+def _moving_maxima(dtype):
+    """(53, 280) columns whose maxima outgrow the Numba column kernel's
+    references in every way (see ``test_columns_softmax_reference_moves``)."""
     group = nb_softmax.COL_GROUP
     k = 6 * group + 5
     rng = np.random.default_rng(7)
@@ -100,7 +93,22 @@ def test_columns_softmax_reference_moves(dtype):
     x[:, 272] -= 1e30                            # huge negative, then a jump
     x[k // 2:, 272] += 1e30
     x[:, 273:] = rng.normal(size=(k, 7)) * 5     # spread: moves now and then
-    x = x.astype(dtype)
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_columns_softmax_reference_moves(dtype):
+    """Softmax's first pass over columns takes exponentials against a
+    per-column reference that trails the running max by at most
+    ``COL_HEADROOM`` and moves when the max outgrows it: one column at a
+    time (few move in a group), by vector passes (many move in a group), or
+    in the last, ragged group.  Every such column, and those after -inf
+    rows, gives SciPy's result; at a column's max (where the old and new
+    references differ most) to a few ulps, as before they moved; and
+    identically at 1 and 2 threads."""
+    group = nb_softmax.COL_GROUP
+    k = 6 * group + 5
+    x = _moving_maxima(dtype)
     # the first 200 columns alone: few move in any group (one at a time)
     assert 2 * nb_softmax.COL_SCAN < 200 <= nb_softmax.COL_BLOCK
     for cols in (slice(0, 200), slice(None)):
@@ -120,6 +128,23 @@ def test_columns_softmax_reference_moves(dtype):
         ulps = (3 if dtype == np.float32 else 8) * np.finfo(dtype).eps
         assert np.all(np.abs(got[at_max] - want[at_max]) <= ulps * want[at_max])
     np.testing.assert_array_equal(got[:, 270], (np.arange(k) == k - 2).astype(np.float64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_columns_with_moving_maxima_every_backend(backend, dtype):
+    """The same columns through the public API on every backend: axis 0 of
+    the array, the last axis of its transpose (not contiguous), and a
+    read-only input, against SciPy."""
+    x = _moving_maxima(dtype)
+    want = _scipy(x, 0, False)
+    rtol = 1e-5 if dtype == np.float32 else 1e-13
+    ro = x.copy()
+    ro.setflags(write=False)
+    for got in (fastsoftmax.softmax(x, axis=0, backend=backend),
+                fastsoftmax.softmax(x.T, axis=-1, backend=backend).T,
+                fastsoftmax.softmax(ro, axis=0, backend=backend)):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got.astype(np.float64), want, rtol=rtol, atol=1e-30)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

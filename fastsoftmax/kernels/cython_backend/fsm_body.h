@@ -505,10 +505,11 @@ FSM_INLINE ISA(vd) FN(log_sums)(ISA(vd) s)
    dependency chains (the division or the log, after the sums) with the
    next block's work: a block is more work than the out-of-order window
    holds.  small_sums: W rows of k elements (row stride xs bytes) into t
-   (softmax: the exponentials; log_softmax: x - shift, transposed), sum[0]
-   (softmax: the sums; float log_softmax: the sums of the exponentials
-   other than 1), sum[1] (float log_softmax: the count of those equal to
-   1) and d[0] (double log_softmax: the sums). */
+   (softmax: the exponentials, transposed), sum[0] (softmax: the sums;
+   float log_softmax: the sums of the exponentials other than 1), sum[1]
+   (float log_softmax: the count of those equal to 1), sum[2] (log_softmax:
+   the shift) and d[0] (double log_softmax: the sums).  log_softmax leaves
+   t alone: its writing reads the rows again (small_write_log). */
 FSM_INLINE void FN(small_sums)(const char *x, ptrdiff_t xs, ptrdiff_t k, int is_log,
                                const int NV, VT (*t)[W], VT *sum, ISA(vd) *d)
 {
@@ -590,8 +591,7 @@ FSM_INLINE void FN(small_sums)(const char *x, ptrdiff_t xs, ptrdiff_t k, int is_
 #else
         d[0] = acc[0];
 #endif
-        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
-            _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++) t[v][l] = c[v][l];
+        sum[2] = sh;
     }
 #undef FSM_VALID_
 }
@@ -627,15 +627,14 @@ FSM_INLINE VT FN(small_fac)(int is_log, const VT *sum, const ISA(vd) *d)
 #endif
 }
 
-/* the W rows of a block: softmax e * fac, log_softmax (x - shift) - fac */
-FSM_INLINE void FN(small_write)(char *out, ptrdiff_t os, ptrdiff_t k, int is_log, const int NV,
-                                VT (*t)[W], VT fac)
+/* softmax's writing of a block: the exponentials times 1/sum, turned back */
+FSM_INLINE void FN(small_write)(char *out, ptrdiff_t os, ptrdiff_t k, const int NV, VT (*t)[W],
+                                VT fac)
 {
     const ptrdiff_t last = k - (NV - 1) * W;
     VT c[FSM_SMALL_VECS][W];
     _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
-        _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++)
-            c[v][l] = is_log ? t[v][l] - fac : t[v][l] * fac;
+        _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++) c[v][l] = t[v][l] * fac;
     _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {
         FN(transpose)(c[v]);
         char *po = out;
@@ -645,6 +644,42 @@ FSM_INLINE void FN(small_write)(char *out, ptrdiff_t os, ptrdiff_t k, int is_log
             else FN(store_part)(p, c[v][b], last);
         }
     }
+}
+
+/* log_softmax's writing of a block: row b is (x - shift) - fac, the
+   block's shift and factor lane b, taken from the rows again (still in L1)
+   rather than turned back from the tile (log2(W) stages of W shuffles).
+   The same operations in the same order as in the tile, so the same bits;
+   out may be x itself (each row is read before it is written).  1.6M
+   float32 elements, 2 threads, log_softmax / copy, k = 5, 16, 33, 64:
+   2.11, 0.95, 1.20, 1.12 -> 1.84-1.91, 0.86-0.90, 1.03, 0.97-1.00. */
+FSM_INLINE void FN(small_write_log)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
+                                    ptrdiff_t k, const int NV, const T *shs, const T *facs)
+{
+    const ptrdiff_t last = k - (NV - 1) * W;
+    _Pragma("GCC unroll 16") for (ptrdiff_t b = 0; b < W; b++, x += xs, out += os) {
+        /* (c - 0 folds to a broadcast of c from memory; splat's 0 + c is
+           a scalar add first) */
+        const VT s = shs[b] - (VT){0}, f = facs[b] - (VT){0};
+        /* (the pointers stepped here, not W row addresses kept aside for
+           the next block: GCC spilled those to the stack) */
+        __asm__("" : "+r"(x), "+r"(out));
+        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {
+            const T *p = (const T *)x + v * W;
+            T *q = (T *)out + v * W;
+            if (v < NV - 1 || last == W) FN(store)(q, (FN(load)(p) - s) - f);
+            else FN(store_part)(q, (FN(load_part)(p, last, 0) - s) - f, last);
+        }
+    }
+}
+
+/* a block's writing (rows x, row stride xs; out, os) from its sums and its
+   factor (in memory: log_softmax broadcasts their lanes) */
+FSM_INLINE void FN(small_out)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os, ptrdiff_t k,
+                              int is_log, const int NV, VT (*t)[W], const VT *sum, const VT *fac)
+{
+    if (is_log) FN(small_write_log)(x, xs, out, os, k, NV, (const T *)&sum[2], (const T *)fac);
+    else FN(small_write)(out, os, k, NV, t, *fac);
 }
 
 /* rows i0 <= i < i1 (fewer than W) of a short-row call, in a block of their
@@ -660,11 +695,12 @@ static __attribute__((noinline)) void FN(small_tail)(const char *x, ptrdiff_t xs
     memset(tile, 0, sizeof tile);
     for (ptrdiff_t b = 0; b < i1 - i0; b++)
         memcpy((char *)tile + b * ts, x + (i0 + b) * xs, (size_t)k * sizeof(T));
-    VT t[FSM_SMALL_VECS][W], sum[2];
+    VT t[FSM_SMALL_VECS][W], sum[3], f;
     ISA(vd) d[2];
 #define FSM_TAIL_(NV)                                                            \
     FN(small_sums)((const char *)tile, ts, k, is_log, NV, t, sum, d);            \
-    FN(small_write)((char *)tile, ts, k, is_log, NV, t, FN(small_fac)(is_log, sum, d));
+    f = FN(small_fac)(is_log, sum, d);                                           \
+    FN(small_out)((const char *)tile, ts, (char *)tile, ts, k, is_log, NV, t, sum, &f);
     switch (NV) {
     case 1: FSM_TAIL_(1); break;
     case 2: FSM_TAIL_(2); break;
@@ -676,34 +712,61 @@ static __attribute__((noinline)) void FN(small_tail)(const char *x, ptrdiff_t xs
         memcpy(out + (i0 + b) * os, (const char *)tile + b * ts, (size_t)k * sizeof(T));
 }
 
+/* rows i0 <= i < i1 of a short-row call in blocks of W rows; returns the
+   first row left over (fewer than W).  Block i - W's factor (the division
+   or the logs: long dependency chains), block i's sums, then block i - W's
+   writing: the factor's chain overlaps the sums (double-buffered). */
+FSM_INLINE ptrdiff_t FN(small_blocks)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
+                                      ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t k, const int is_log,
+                                      const int NV)
+{
+    ptrdiff_t i = i0;
+    VT t[2][FSM_SMALL_VECS][W], sum[2][3], f[2];
+    ISA(vd) d[2][2];
+    for (int cur = 0; i + W <= i1; i += W, cur ^= 1) {
+        if (i > i0) f[cur ^ 1] = FN(small_fac)(is_log, sum[cur ^ 1], d[cur ^ 1]);
+        FN(small_sums)(x + i * xs, xs, k, is_log, NV, t[cur], sum[cur], d[cur]);
+        if (i > i0)
+            FN(small_out)(x + (i - W) * xs, xs, out + (i - W) * os, os, k, is_log, NV,
+                          t[cur ^ 1], sum[cur ^ 1], &f[cur ^ 1]);
+        if (i + 2 * W > i1) {
+            f[cur] = FN(small_fac)(is_log, sum[cur], d[cur]);
+            FN(small_out)(x + i * xs, xs, out + i * os, os, k, is_log, NV, t[cur], sum[cur],
+                          &f[cur]);
+        }
+    }
+    return i;
+}
+
+/* one function for each number of vectors and each of softmax and
+   log_softmax (with is_log a variable in one loop, both ran 10% slower) */
+#define FSM_SMALL_LOOP_(NV, L)                                                   \
+    static __attribute__((noinline)) ptrdiff_t FN(small_blocks_##NV##_##L)(      \
+        const char *x, ptrdiff_t xs, char *out, ptrdiff_t os, ptrdiff_t i0,       \
+        ptrdiff_t i1, ptrdiff_t k)                                               \
+    {                                                                            \
+        return FN(small_blocks)(x, xs, out, os, i0, i1, k, L, NV);               \
+    }
+FSM_SMALL_LOOP_(1, 0)
+FSM_SMALL_LOOP_(1, 1)
+FSM_SMALL_LOOP_(2, 0)
+FSM_SMALL_LOOP_(2, 1)
+FSM_SMALL_LOOP_(3, 0)
+FSM_SMALL_LOOP_(3, 1)
+FSM_SMALL_LOOP_(4, 0)
+FSM_SMALL_LOOP_(4, 1)
+#undef FSM_SMALL_LOOP_
+
 /* rows i0 <= i < i1 of a short-row call: blocks of W rows, then the rows
    left over (small_tail) */
 static void FN(rows_small)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
                            ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t k, int is_log)
 {
-    ptrdiff_t i = i0;
-    VT t[2][FSM_SMALL_VECS][W], sum[2][2];
-    ISA(vd) d[2][2];
-    /* block i - W's factor (the division or the logs: long dependency
-       chains), block i's sums, then block i - W's writing: the factor's
-       chain overlaps the sums (double-buffered) */
-#define FSM_BLOCKS_(NV)                                                          \
-    for (int cur = 0; i + W <= i1; i += W, cur ^= 1) {                           \
-        VT f = {0};                                                              \
-        if (i > i0) f = FN(small_fac)(is_log, sum[cur ^ 1], d[cur ^ 1]);        \
-        FN(small_sums)(x + i * xs, xs, k, is_log, NV, t[cur], sum[cur], d[cur]);   \
-        if (i > i0) FN(small_write)(out + (i - W) * os, os, k, is_log, NV, t[cur ^ 1], f); \
-        if (i + 2 * W > i1)                                                      \
-            FN(small_write)(out + i * os, os, k, is_log, NV, t[cur],            \
-                            FN(small_fac)(is_log, sum[cur], d[cur]));            \
-    }
-    switch ((k + W - 1) / W) {
-    case 1: FSM_BLOCKS_(1); break;
-    case 2: FSM_BLOCKS_(2); break;
-    case 3: FSM_BLOCKS_(3); break;
-    default: FSM_BLOCKS_(4); break;
-    }
-#undef FSM_BLOCKS_
+    ptrdiff_t (*const loops[4][2])(const char *, ptrdiff_t, char *, ptrdiff_t, ptrdiff_t,
+                                   ptrdiff_t, ptrdiff_t) = {
+        {FN(small_blocks_1_0), FN(small_blocks_1_1)}, {FN(small_blocks_2_0), FN(small_blocks_2_1)},
+        {FN(small_blocks_3_0), FN(small_blocks_3_1)}, {FN(small_blocks_4_0), FN(small_blocks_4_1)}};
+    const ptrdiff_t i = loops[(k + W - 1) / W - 1][is_log != 0](x, xs, out, os, i0, i1, k);
     if (i < i1) FN(small_tail)(x, xs, out, os, i, i1, k, is_log);
 }
 #undef FSM_WD

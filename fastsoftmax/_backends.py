@@ -48,6 +48,10 @@ _AUTO_ORDER = ("cython", "numba")
 _lock = threading.Lock()
 _loaded = {}
 _failed = {}
+#: name -> the loaded backend's ``softmax_fast`` (optional in the kernel
+#: contract), for the public softmax's small calls: one dict lookup where
+#: ``kernels_for`` and an attribute lookup cost ~0.1 us
+_fast_paths = {}
 
 
 def _load(name):
@@ -68,6 +72,9 @@ def _load(name):
                    f"{type(exc).__name__}: {exc}. To get it, {_HOW_TO_GET[name]}.")
             _failed[name] = msg
             raise RuntimeError(msg) from exc
+        fast = mod.__dict__.get("softmax_fast")
+        if fast is not None:
+            _fast_paths[name] = fast
         _loaded[name] = mod
         return mod
 

@@ -46,9 +46,15 @@ def _fast_path(kernels, x, axis, out, log):
 
 def _softmax(x, axis, out, dtype, backend, log):
     if dtype is None:
-        kernels = _backends.kernels_for(backend, "softmax_rows")
-        # (a module's __dict__: a missing attribute costs getattr half a us)
-        fast = kernels.__dict__.get("softmax_fast")
+        # (a backend named in the call and loaded: its fast path at once)
+        try:
+            fast = _backends._fast_paths.get(backend)
+        except TypeError:  # unhashable: kernels_for says what is wrong
+            fast = None
+        if fast is None:
+            kernels = _backends.kernels_for(backend, "softmax_rows")
+            # (a module's __dict__: a missing attribute costs getattr half a us)
+            fast = kernels.__dict__.get("softmax_fast")
         if fast is not None:
             res = fast(x, axis, out, log, _backends._num_threads)
         else:

@@ -47,6 +47,7 @@ def test_available_backends_reports_reasons():
 def test_unloadable_backend_says_why(monkeypatch):
     monkeypatch.setitem(_backends._MODULES, "cython", "fastsoftmax.kernels._missing_module")
     monkeypatch.setattr(_backends, "_loaded", {})
+    monkeypatch.setattr(_backends, "_fast_paths", {})
     monkeypatch.setattr(_backends, "_failed", {})
     # (auto's choices made here, without Cython, must not outlive the test)
     monkeypatch.setattr(_backends, "_auto_cache", {})
@@ -54,6 +55,8 @@ def test_unloadable_backend_says_why(monkeypatch):
         fastsoftmax.set_backend("cython")
     with pytest.raises(RuntimeError, match="not available"):
         fastsoftmax.softmax([1.0, 2.0], backend="cython")
+    with pytest.raises(RuntimeError, match="not available"):  # the small-call fast path too
+        fastsoftmax.log_softmax(np.ones((2, 3)), axis=-1, backend="cython")
     assert fastsoftmax.available_backends()["cython"].startswith("fastsoftmax backend 'cython'")
     # auto falls back silently
     np.testing.assert_allclose(fastsoftmax.softmax([1.0, 2.0], backend="auto"),

@@ -25,6 +25,7 @@ _SERIAL_WORK, _LONG_ROW = _k.SERIAL_WORK, _k.LONG_ROW
 #: no size limit for the serial kernel (one thread)
 _ANY_SIZE = 1 << 62
 _empty = np.empty
+_ndarray = np.ndarray
 
 
 def _entry(dtype):
@@ -60,7 +61,7 @@ def softmax_fast(x, axis, out, log, n_threads):
     leaves the rest (shapes, C order, alignment, overlap, size) to the
     compiled kernel, which declines when they do not hold.
     """
-    if type(x) is not np.ndarray or n_threads < 1:
+    if type(x) is not _ndarray or n_threads < 1:
         return None
     dt = x.dtype
     # (a bigger call goes to the parallel kernels below: not allocated twice)
@@ -69,7 +70,7 @@ def softmax_fast(x, axis, out, log, n_threads):
             and (axis == -1 or axis == 1) and x.size <= limit):
         if out is None:
             res = _empty(x.shape, dt)
-        elif (type(out) is np.ndarray and out.dtype is dt and out.ndim == 2 and out is not x
+        elif (type(out) is _ndarray and out.dtype is dt and out.ndim == 2 and out is not x
               and out.flags.writeable):
             res = out
         else:

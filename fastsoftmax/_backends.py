@@ -50,7 +50,8 @@ _loaded = {}
 _failed = {}
 #: name -> the loaded backend's ``softmax_fast`` (optional in the kernel
 #: contract), for the public softmax's small calls: one dict lookup where
-#: ``kernels_for`` and an attribute lookup cost ~0.1 us
+#: ``kernels_for`` and an attribute lookup cost ~0.1 us ("auto": that of
+#: the backend it picked for softmax, once it has)
 _fast_paths = {}
 
 
@@ -259,6 +260,9 @@ def _auto(op):
     mod = _auto_cache.get(op)
     if mod is None:
         mod = _auto_cache[op] = _auto_pick(op)
+        fast = mod.__dict__.get("softmax_fast") if op == "softmax_rows" else None
+        if fast is not None:  # "auto"'s softmax: that backend's fast path
+            _fast_paths["auto"] = fast
     return mod
 
 

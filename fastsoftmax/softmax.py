@@ -46,9 +46,11 @@ def _fast_path(kernels, x, axis, out, log):
 
 def _softmax(x, axis, out, dtype, backend, log):
     if dtype is None:
-        # (a backend named in the call and loaded: its fast path at once)
+        # (a backend loaded, or "auto" once it has picked: its fast path at once)
+        name = backend if backend is not None else (_backends._context_backend.get()
+                                                    or _backends._global_backend)
         try:
-            fast = _backends._fast_paths.get(backend)
+            fast = _backends._fast_paths.get(name)
         except TypeError:  # unhashable: kernels_for says what is wrong
             fast = None
         if fast is None:

@@ -62,6 +62,9 @@ COL_SCAN = 64
 COL_HEADROOM = 4.0
 #: rows at least this long are computed through a scratch row, prefetching the next row
 SCRATCH_K = 2048
+#: log_softmax of rows of at most this many bytes (in cache) is pipelined
+#: (``_rows_range``): longer rows' lines would have left L1 by their writing
+LOG_PIPE_BYTES = 4096
 #: outputs of at least this many bytes are written with streaming stores
 NT_MIN_BYTES = 16 << 20
 #: bytes per streaming-store block of the long-row writing pass (a 16 KiB
@@ -679,32 +682,41 @@ def _redo64(s, buf):
 
 
 @njit(**_INLINE)
+def _row_log_sum(xr, orow, scratch):
+    """log_softmax of one row of at most LONG_ROW elements, its sums:
+    ``(shift, s)``, the result being ``(x - shift) - log(s)`` (``s`` in
+    float64; ``scratch``: room for the exponentials when out is x, else
+    empty)."""
+    k = xr.shape[0]
+    m = _max_lanes(xr, k)
+    shift = m if _finite(m) else like(0.0, m)
+    if _np_ok(m, shift):
+        # the exponentials to out (to ``scratch`` when out is x), then
+        # their sum: softmax's two loops, the same sum either way.  The
+        # fused exp-and-sum loop was 20% slower in float64, and out's
+        # lines are then in cache for the last pass
+        e = scratch if scratch.shape[0] else orow
+        if e.itemsize == 4:
+            # float32: summed in float64 (``_sum64``), always: the sum is a
+            # pass of its own here, and a float32 sum redone below
+            # _REDO_BELOW (``_redo64``) cost two passes on peaked rows
+            # ((1024, 1000) of 3 x normal logits: log_softmax 1.16x softmax)
+            _exp_store(xr, e, shift, 0, k)
+            return shift, _sum64(e, 0, k)
+        return shift, np.float64(_exp_store_sum(xr, e, shift, 0, k))
+    return shift, _sum_exp_np(xr, shift, 0, k, False, 0.0)
+
+
+@njit(**_INLINE)
 def _row(xr, orow, log, scratch):
     """Softmax of one row of at most LONG_ROW elements (``scratch``: room
     for log_softmax's exponentials when out is x, else empty)."""
     k = xr.shape[0]
-    m = _max_lanes(xr, k)
     if log:
-        shift = m if _finite(m) else like(0.0, m)
-        if _np_ok(m, shift):
-            # the exponentials to out (to ``scratch`` when out is x), then
-            # their sum: softmax's two loops, the same sum either way.  The
-            # fused exp-and-sum loop was 20% slower in float64, and out's
-            # lines are then in cache for the last pass
-            e = scratch if scratch.shape[0] else orow
-            if e.itemsize == 4:
-                # float32: summed in float64 (``_sum64``), always: the sum is a
-                # pass of its own here, and a float32 sum redone below
-                # _REDO_BELOW (``_redo64``) cost two passes on peaked rows
-                # ((1024, 1000) of 3 x normal logits: log_softmax 1.16x softmax)
-                _exp_store(xr, e, shift, 0, k)
-                lse = like(np.log(_sum64(e, 0, k)), m)
-            else:
-                lse = np.log(_exp_store_sum(xr, e, shift, 0, k))
-        else:
-            lse = like(np.log(_sum_exp_np(xr, shift, 0, k, False, 0.0)), m)
-        _write(xr, orow, shift, lse, True, 0, k)
+        shift, s = _row_log_sum(xr, orow, scratch)
+        _write(xr, orow, shift, like(np.log(s), shift), True, 0, k)
     else:
+        m = _max_lanes(xr, k)
         s = _exp_store_sum(xr, orow, m, 0, k)
         _scale(orow, like(1.0, m) / s, 0, k)
 
@@ -1042,8 +1054,21 @@ def _rows_range(xf, xo, xs, of, oo, os, r0, r1, k, log, nt):
     else:
         inplace = _address(xf, xo) == _address(of, oo)
         scratch = np.empty(k if log and inplace else 0, dtype=xf.dtype)
-        for i in range(r0, r1):
-            _row(view(xf, xo + i * xs, k), view(of, oo + i * os, k), log, scratch)
+        if log and k * xf.itemsize <= LOG_PIPE_BYTES and r1 > r0:
+            # row i - 1's log(sum) taken before row i's passes, its writing
+            # after them: the log's latency overlaps row i's work
+            shp, sp = _row_log_sum(view(xf, xo + r0 * xs, k), view(of, oo + r0 * os, k), scratch)
+            for i in range(r0 + 1, r1):
+                lse = like(np.log(sp), shp)
+                sh, s = _row_log_sum(view(xf, xo + i * xs, k), view(of, oo + i * os, k), scratch)
+                _write(view(xf, xo + (i - 1) * xs, k), view(of, oo + (i - 1) * os, k), shp, lse,
+                       True, 0, k)
+                shp, sp = sh, s
+            _write(view(xf, xo + (r1 - 1) * xs, k), view(of, oo + (r1 - 1) * os, k), shp,
+                   like(np.log(sp), shp), True, 0, k)
+        else:
+            for i in range(r0, r1):
+                _row(view(xf, xo + i * xs, k), view(of, oo + i * os, k), log, scratch)
 
 
 @njit(**_INLINE)

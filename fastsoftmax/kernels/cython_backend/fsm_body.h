@@ -919,10 +919,8 @@ static int FN(softmax_rows)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nth)
         {
-            /* the partition of omp for schedule(static) */
-            const ptrdiff_t t = omp_get_thread_num(), nt_ = omp_get_num_threads();
-            const ptrdiff_t q = n / nt_, r = n % nt_;
-            const ptrdiff_t i0 = t * q + (t < r ? t : r), i1 = i0 + q + (t < r);
+            ptrdiff_t i0, i1;
+            fsm_static_rows(n, &i0, &i1);
             FN(rows_small)(x, xs, out, os, i0, i1, k, is_log);
         }
 #endif
@@ -937,10 +935,8 @@ static int FN(softmax_rows)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nth)
         {
-            /* the partition of omp for schedule(static) */
-            const ptrdiff_t t = omp_get_thread_num(), nt_ = omp_get_num_threads();
-            const ptrdiff_t q = n / nt_, r = n % nt_;
-            const ptrdiff_t i0 = t * q + (t < r ? t : r), i1 = i0 + q + (t < r);
+            ptrdiff_t i0, i1;
+            fsm_static_rows(n, &i0, &i1);
             FN(rows_log_incache)(x, xs, out, os, i0, i1, n, k, nt, pf_rows);
             if (nt) ISA(stream_fence)();
         }

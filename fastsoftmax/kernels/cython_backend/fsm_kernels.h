@@ -125,6 +125,18 @@ static int fsm_num_threads_for(int n_threads, ptrdiff_t units, ptrdiff_t elems)
 #endif
 }
 
+#ifdef _OPENMP
+/* this thread's rows [*i0, *i1) of n in a parallel region: the partition of
+   omp for schedule(static) */
+static inline void fsm_static_rows(ptrdiff_t n, ptrdiff_t *i0, ptrdiff_t *i1)
+{
+    const ptrdiff_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const ptrdiff_t q = n / nt, r = n % nt;
+    *i0 = t * q + (t < r ? t : r);
+    *i1 = *i0 + q + (t < r);
+}
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* Per-ISA instantiation                                                     */
 

@@ -48,10 +48,8 @@ _AUTO_ORDER = ("cython", "numba")
 _lock = threading.Lock()
 _loaded = {}
 _failed = {}
-#: name -> the loaded backend's ``softmax_fast`` (optional in the kernel
-#: contract), for the public softmax's small calls: one dict lookup where
-#: ``kernels_for`` and an attribute lookup cost ~0.1 us ("auto": that of
-#: the backend it picked for softmax, once it has)
+#: backend name -> the ``softmax_fast`` of the kernel module softmax runs on
+#: under that name (filled by ``softmax_fast_for``)
 _fast_paths = {}
 
 
@@ -73,9 +71,6 @@ def _load(name):
                    f"{type(exc).__name__}: {exc}. To get it, {_HOW_TO_GET[name]}.")
             _failed[name] = msg
             raise RuntimeError(msg) from exc
-        fast = mod.__dict__.get("softmax_fast")
-        if fast is not None:
-            _fast_paths[name] = fast
         _loaded[name] = mod
         return mod
 
@@ -135,8 +130,12 @@ def get_backend():
     ...     fastsoftmax.get_backend()
     'numpy'
     """
-    name = _context_backend.get()
-    return _global_backend if name is None else name
+    return _name(None)
+
+
+def _name(backend):
+    """The backend name a call's ``backend=`` argument stands for."""
+    return backend if backend is not None else (_context_backend.get() or _global_backend)
 
 
 def set_backend(name):
@@ -260,9 +259,6 @@ def _auto(op):
     mod = _auto_cache.get(op)
     if mod is None:
         mod = _auto_cache[op] = _auto_pick(op)
-        fast = mod.__dict__.get("softmax_fast") if op == "softmax_rows" else None
-        if fast is not None:  # "auto"'s softmax: that backend's fast path
-            _fast_paths["auto"] = fast
     return mod
 
 
@@ -290,7 +286,7 @@ def kernels_for(backend, op):
     ``op`` names the contract function the call needs; ``"auto"`` skips
     backends that lack it.
     """
-    name = backend if backend is not None else (_context_backend.get() or _global_backend)
+    name = _name(backend)
     if name == "auto":
         return _auto(op)
     mod = _loaded.get(name)
@@ -298,3 +294,28 @@ def kernels_for(backend, op):
         _check_name(name)
         mod = _load(name)
     return mod
+
+
+def softmax_fast_for(backend):
+    """``(fast, kernels)`` for a softmax call's ``backend=``: ``fast`` the
+    kernel module's ``softmax_fast`` (optional in the kernel contract) or
+    None, ``kernels`` the module where ``fast`` is None (else maybe None).
+
+    The public softmax's small calls: once found, ``fast`` comes from one
+    dict lookup by name (``kernels_for`` and an attribute lookup cost ~0.1
+    us); the module a name stands for never changes once loaded, nor does
+    "auto"'s pick.
+    """
+    name = _name(backend)
+    try:
+        fast = _fast_paths.get(name)
+    except TypeError:  # unhashable: kernels_for says what is wrong
+        fast = None
+    if fast is not None:
+        return fast, None
+    kernels = kernels_for(backend, "softmax_rows")
+    # (a module's __dict__: a missing attribute costs getattr half a us)
+    fast = kernels.__dict__.get("softmax_fast")
+    if fast is not None:
+        _fast_paths[name] = fast
+    return fast, kernels

@@ -46,17 +46,7 @@ def _fast_path(kernels, x, axis, out, log):
 
 def _softmax(x, axis, out, dtype, backend, log):
     if dtype is None:
-        # (a backend loaded, or "auto" once it has picked: its fast path at once)
-        name = backend if backend is not None else (_backends._context_backend.get()
-                                                    or _backends._global_backend)
-        try:
-            fast = _backends._fast_paths.get(name)
-        except TypeError:  # unhashable: kernels_for says what is wrong
-            fast = None
-        if fast is None:
-            kernels = _backends.kernels_for(backend, "softmax_rows")
-            # (a module's __dict__: a missing attribute costs getattr half a us)
-            fast = kernels.__dict__.get("softmax_fast")
+        fast, kernels = _backends.softmax_fast_for(backend)
         if fast is not None:
             res = fast(x, axis, out, log, _backends._num_threads)
         else:

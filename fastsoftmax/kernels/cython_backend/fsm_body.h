@@ -388,45 +388,17 @@ static void FN(map_log)(const T *s, T *d, ptrdiff_t k, T a, T b, int nt)
 
 /* ---- softmax of rows ------------------------------------------------------ */
 
-/* One row that stays in cache between its passes: read x once from memory,
-   write out once. */
-static inline void FN(row_incache)(const T *x, T *out, ptrdiff_t k, int is_log,
-                                   T *scratch, int nt, const char *next)
-{
-    VT cols[4];
-    T m = FN(row_max_)(x, k, FSM_F32 && is_log ? cols : NULL);
-    if (is_log) {
-        T shift = FN(is_finite)(m) ? m : 0;
-        /* out's lines towards L1 for writing while the sum computes (not
-           with streaming stores): the last pass's stores would otherwise
-           wait for each line; softmax has them from storing its exps */
-        T *pfw = nt ? NULL : out;
-#if FSM_F32
-        double s = FN(is_finite)(m) ? FN(row_exp_sum_log)(x, k, m, cols, next, pfw)
-                                    : FN(row_exp_sum_hp_pf)(x, k, shift, FN(np_ok)(m, shift),
-                                                            next, pfw);
-#else
-        double s = FN(row_exp_sum_hp_pf)(x, k, shift, FN(np_ok)(m, shift), next, pfw);
-#endif
-        FN(map_log)(x, out, k, (T)log(s), shift, nt);
-    } else {
-        T *e = scratch ? scratch : out;
-        /* as log_softmax's: out's lines for the scaling pass (when the
-           exponentials go to scratch, without streaming stores) */
-        double s = FN(row_exp_sum_store_sm)(x, e, k, m, next, scratch && !nt ? out : NULL);
-        FN(map_scale)(e, out, k, (T)(1.0 / s), nt);
-    }
-}
-
-/* log_softmax's sum for one row in cache: (shift, sum of exp(x - shift)),
-   as row_incache takes them */
+/* log_softmax's sum for one row in cache: (shift, sum of exp(x - shift)) */
 FSM_INLINE double FN(row_log_sum)(const T *x, T *out, ptrdiff_t k, int nt, const char *next,
                                   T *shift_out)
 {
     VT cols[4];
     T m = FN(row_max_)(x, k, FSM_F32 ? cols : NULL);
     T shift = FN(is_finite)(m) ? m : 0;
-    T *pfw = nt ? NULL : out;   /* (see row_incache) */
+    /* out's lines towards L1 for writing while the sum computes (not with
+       streaming stores): the last pass's stores would otherwise wait for
+       each line; softmax has them from storing its exps */
+    T *pfw = nt ? NULL : out;
     *shift_out = shift;
 #if FSM_F32
     return FN(is_finite)(m) ? FN(row_exp_sum_log)(x, k, m, cols, next, pfw)
@@ -436,18 +408,39 @@ FSM_INLINE double FN(row_log_sum)(const T *x, T *out, ptrdiff_t k, int nt, const
 #endif
 }
 
+/* One row that stays in cache between its passes: read x once from memory,
+   write out once. */
+static inline void FN(row_incache)(const T *x, T *out, ptrdiff_t k, int is_log,
+                                   T *scratch, int nt, const char *next)
+{
+    if (is_log) {
+        T shift;
+        const double s = FN(row_log_sum)(x, out, k, nt, next, &shift);
+        FN(map_log)(x, out, k, (T)log(s), shift, nt);
+    } else {
+        T m = FN(row_max_)(x, k, NULL);
+        T *e = scratch ? scratch : out;
+        /* as log_softmax's: out's lines for the scaling pass (when the
+           exponentials go to scratch, without streaming stores) */
+        double s = FN(row_exp_sum_store_sm)(x, e, k, m, next, scratch && !nt ? out : NULL);
+        FN(map_scale)(e, out, k, (T)(1.0 / s), nt);
+    }
+}
+
+/* log_softmax of rows at most this long is pipelined (rows_log_incache);
+   longer rows' lines would have left L1 by their writing (float64 (1024,
+   1000), 8 KB rows: log_softmax / softmax 0.95-1.0 -> 1.04-1.07
+   pipelined; float32, 4 KB rows: 1.05-1.07 -> 0.99-1.03) */
+#ifndef FSM_LOG_PIPE_BYTES
+#define FSM_LOG_PIPE_BYTES 4096
+#endif
+
 /* log_softmax of rows i0 <= i < i1 in cache (n rows in all), as
    row_incache but pipelined: row i - 1's log(sum) is taken before row i's
    passes and written after them (its lines still in L1/L2), so that the
    log's latency (a libm call, about as long as a tenth of a row of 1000
    floats) overlaps row i's work instead of holding up row i - 1's
    writing.  The same operations, so the same bits. */
-#ifndef FSM_LOG_PIPE_BYTES
-/* longer rows are not pipelined: row i - 1's lines would have left L1 by its
-   writing (float64 (1024, 1000), 8 KB rows: log_softmax / softmax 0.95-1.0
-   -> 1.04-1.07 pipelined; float32, 4 KB rows: 1.05-1.07 -> 0.99-1.03) */
-#define FSM_LOG_PIPE_BYTES 4096
-#endif
 static void FN(rows_log_incache)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
                                  ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t n, ptrdiff_t k, int nt,
                                  int pf_rows)

@@ -1354,11 +1354,20 @@ def _col_group8_ones(xf, xg, xs1, w, m, mo_out, e, ones):
 
 
 @njit(**_INLINE)
+def _rescaled(sc, d, move):
+    """A column's float64 sum ``sc`` moved to a larger shift, ``sc *
+    exp(d)`` (``d``: old shift - new, in float64) where ``move``; a zero sum
+    stays zero (``d`` is garbage when the old shift was -inf), NaN stays
+    NaN.  Branch-free (``exp`` taken either way), for vector loops."""
+    f = fexp_np(d)
+    return sc * f if (move and sc != 0) else sc
+
+
+@njit(**_INLINE)
 def _col_rescale(s, mo, m, w):
-    """``s *= exp(sh(mo) - sh(m))`` (in float64) where the running max grew
-    from ``mo`` to ``m``; a zero sum stays zero (the factor is garbage when
-    the old max was -inf), NaN stays NaN.  By sub-blocks of COL_SUB
-    columns, skipping those where no max grew (most, after the first rows)."""
+    """``s *= exp(sh(mo) - sh(m))`` (``_rescaled``) where the running max
+    grew from ``mo`` to ``m``.  By sub-blocks of COL_SUB columns, skipping
+    those where no max grew (most, after the first rows)."""
     for c0 in range(0, w, COL_SUB):
         n = min(COL_SUB, w - c0)
         mv = view(m, c0, n)
@@ -1371,10 +1380,7 @@ def _col_rescale(s, mo, m, w):
             for c in range(n):
                 mn = mv[c]
                 mo_c = mov[c]
-                d = np.float64(_sh(mo_c)) - np.float64(_sh(mn))
-                sc = sv[c]
-                f = fexp_np(d)
-                sv[c] = sc * f if (mn > mo_c and sc != 0) else sc
+                sv[c] = _rescaled(sv[c], np.float64(_sh(mo_c)) - np.float64(_sh(mn)), mn > mo_c)
 
 
 @njit(fastmath=_FM, cache=True)
@@ -1417,25 +1423,21 @@ def _col_add_ref(s, e, w):
 def _col_rebase(s, m, ref, w, hr):
     """Where a column's running max ``m`` exceeds its reference by more
     than ``COL_HEADROOM``: the reference becomes the max and the float64 sum
-    is rescaled to it (a zero sum stays zero: its old reference may be
-    -inf; NaN stays NaN).  Branch-free, so that it vectorises: a ramp
-    along the columns rebases every group."""
+    is rescaled to it (``_rescaled``).  Branch-free, so that it vectorises:
+    a ramp along the columns rebases every group."""
     for c in range(w):
         mn = m[c]
         r = ref[c]
         again = mn > r + hr
-        sc = s[c]
-        f = fexp_np(np.float64(_sh(r)) - np.float64(mn))
-        s[c] = sc * f if (again and sc != 0) else sc
+        s[c] = _rescaled(s[c], np.float64(_sh(r)) - np.float64(mn), again)
         ref[c] = mn if again else r
 
 
 @njit(fastmath=_FM, cache=True)
 def _col_reref(xf, xg, xs1, w, m, ref, s, e):
     """The columns ``_col_group8_ref`` left out (``e`` -1): the reference
-    becomes the max, the float64 sum is rescaled to it (a zero sum stays
-    zero: its old reference may be -inf; NaN stays NaN), and the group's 8
-    rows are added against it.  One column at a time, found by sub-blocks
+    becomes the max, the float64 sum is rescaled to it (``_rescaled``), and
+    the group's 8 rows are added against it.  One column at a time, found by sub-blocks
     of ``COL_SCAN``: such columns are few, but spread over the groups (a
     group with one is common), so the scan must be cheap."""
     for c0 in range(0, w, COL_SCAN):
@@ -1449,9 +1451,7 @@ def _col_reref(xf, xg, xs1, w, m, ref, s, e):
         for c in range(c0, c0 + n):
             if e[c] < 0:
                 mn = m[c]
-                sc = s[c]
-                if sc != 0:
-                    sc *= fexp_np(np.float64(_sh(ref[c])) - np.float64(mn))
+                sc = _rescaled(s[c], np.float64(_sh(ref[c])) - np.float64(mn), True)
                 for j in range(COL_GROUP):
                     sc += np.float64(fexp_np(xf[xg + j * xs1 + c] - mn))
                 s[c] = sc
@@ -1570,12 +1570,12 @@ def _col_write4(xf, xg, xs1, of, og, os1, w, shift, scale, nt, tmp):
 
 
 @njit(**_INLINE)
-def _col_sums(xf, xb, xs1, k, w, log, m, mo, s, gm, shn, e, e64, ones):
-    """Pass 1 of ``_col_block``: the running maxima ``m`` and the float64
-    sums ``s`` of the w columns at xb, each group's sum added first in T
-    (float32 log_softmax: the ones apart, ``_col_group8_ones``; a last,
-    ragged group in float64)."""
-    wide = log and e.itemsize == 4
+def _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e, e64, ones):
+    """Pass 1 of ``_col_block`` for log_softmax: the running maxima ``m``
+    and the float64 sums ``s`` of the w columns at xb, each group's sum
+    added first in T (float32: the ones apart, ``_col_group8_ones``; a
+    last, ragged group in float64)."""
+    wide = e.itemsize == 4
     ninf = like(-np.inf, m[0])
     for c in range(w):
         m[c] = ninf
@@ -1632,7 +1632,7 @@ def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e64, o
     """
     _wide_vectors()
     if log:
-        _col_sums(xf, xb, xs1, k, w, log, m, mo, s, gm, shn, e, e64, ones)
+        _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e, e64, ones)
     else:  # mo: the references
         _col_sums_ref(xf, xb, xs1, k, w, m, mo, s, gm, e)
     for c in range(w):

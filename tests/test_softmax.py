@@ -162,6 +162,39 @@ def test_special_values_in_batches(backend, func, dtype, axis):
                     equal_nan=True)
 
 
+@pytest.mark.parametrize("k", [200, 700])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rows_in_cache_keep_their_own_sums(backend, func, k, dtype, restore_threads):
+    # rows in cache, next to each other with far apart maxima and sums (the
+    # compiled backends take a row's log while the next row computes: each
+    # row must be written with its own shift and sum), the special slices
+    # among them; on 1 and 3 threads, into a new array and in place
+    rng = np.random.default_rng(21)
+    x = rng.normal(size=(2 * len(SPECIAL_SLICES) + 7, k)) * 3
+    x[::2] += np.arange(0, 100 * len(x[::2]), 100)[:, None]
+    x[1::4] *= 40
+    for i, r in enumerate(SPECIAL_SLICES):
+        x[2 * i + 1, :len(r)] = np.clip(np.array(r), -1e30, 1e30)
+    x = x.astype(dtype)
+    f, g = FUNCS[func]
+    with np.errstate(all="ignore"):
+        want = g(x, axis=1)
+    if func == "log_softmax":  # a few ulps of each row's own operands (see check_close)
+        scale = np.where(np.isfinite(x), np.abs(x.astype(np.float64)), 0).max(axis=1)
+        atol = 8 * np.finfo(dtype).eps * np.maximum(1.0, scale)
+    else:
+        atol = np.full(len(x), TINY[dtype])
+    for n in (1, 3):
+        fastsoftmax.set_num_threads(n)
+        y = x.copy()
+        assert f(y, axis=1, out=y, backend=backend) is y
+        for got in (f(x, axis=1, backend=backend), y):
+            assert_array_equal(np.isnan(got), np.isnan(want))
+            for i in range(len(x)):
+                assert_allclose(got[i], want[i], rtol=RTOL[dtype], atol=atol[i], equal_nan=True,
+                                err_msg=f"row {i}, {n} threads")
+
+
 @pytest.mark.parametrize("where", [0, 1, 500, 4095])
 def test_special_value_in_long_row(backend, func, where):
     # long rows are split across threads: a special value in any chunk counts
@@ -535,7 +568,7 @@ def test_unknown_backend():
 # ------------------------------------------------------------------- threads
 
 @pytest.mark.parametrize("shape,axis", [((64, 3000), 1), ((1, 500_000), 1), ((3000, 64), 0),
-                                        ((2, 2000, 3), 1), ((5000, 16), 1)])
+                                        ((2, 2000, 3), 1), ((5000, 16), 1), ((777, 200), 1)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_results_do_not_depend_on_thread_count(compiled_backend, func, shape, axis, dtype,
                                                restore_threads):

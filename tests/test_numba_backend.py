@@ -267,7 +267,14 @@ def test_streaming_store_paths(dtype, log, monkeypatch):
     cols[0, 2, 3] = np.nan
     cols[1, :, 4] = -np.inf
     cols[1, 1, 5] = np.inf
-    cases = [("rows", rows, nb.softmax_rows), ("cols", cols, nb.softmax_cols)]
+    # rows of whole 64-byte vectors (streamed straight from the loops), two
+    # column blocks, 4 * 16 + 3 rows (the writing pass's remainder)
+    cols64 = (rng.standard_normal((2, 67, nb_softmax.COL_BLOCK + 144)) * 6).astype(dtype)
+    cols64[0, 2, 3] = np.nan
+    cols64[1, :, nb_softmax.COL_BLOCK + 2] = -np.inf
+    cols64[1, 66, 7] = np.inf
+    cases = [("rows", rows, nb.softmax_rows), ("cols", cols, nb.softmax_cols),
+             ("cols64", cols64, nb.softmax_cols)]
     plain = {}
     for name, x, fn in cases:
         out = np.empty_like(x)
@@ -282,6 +289,10 @@ def test_streaming_store_paths(dtype, log, monkeypatch):
     with np.errstate(all="ignore"):
         reference.softmax_cols(cols.astype(np.float64), want, log)
     _assert_close(plain["cols"], want, dtype, log)
+    want = np.empty(cols64.shape)
+    with np.errstate(all="ignore"):
+        reference.softmax_cols(cols64.astype(np.float64), want, log)
+    _assert_close(plain["cols64"], want, dtype, log)
     monkeypatch.setattr(nb_softmax, "NT_MIN_BYTES", 0)
     for name, x, fn in cases:
         for n_threads in (1, 2, 3):
@@ -292,6 +303,13 @@ def test_streaming_store_paths(dtype, log, monkeypatch):
         fn(x, big[..., 1:-4], log, 2)
         np.testing.assert_array_equal(big[..., 1:-4], plain[name], err_msg=name)
         assert np.all(big[..., :1] == 7) and np.all(big[..., -4:] == 7)
+        # a row stride of whole 64-byte vectors, from one item past a boundary
+        lanes = 64 // x.itemsize
+        pad = np.full(x.shape[:-1] + (x.shape[-1] + 2 * lanes,), 7.0, dtype=dtype)
+        start = (-pad.ctypes.data % 64) // x.itemsize + 1
+        fn(x, pad[..., start:start + x.shape[-1]], log, 2)
+        np.testing.assert_array_equal(pad[..., start:start + x.shape[-1]], plain[name], err_msg=name)
+        assert np.all(pad[..., :start] == 7) and np.all(pad[..., start + x.shape[-1]:] == 7)
         buf = x.copy()
         fn(buf, buf, log, 2)
         np.testing.assert_array_equal(buf, plain[name], err_msg=name)

@@ -235,8 +235,10 @@ def special_columns(dtype, shape, rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("log", [False, True])
-@pytest.mark.parametrize("shape", [(1, 1, 2), (2, 7, 3), (3, 40, 19), (1, 20, 150)])
+@pytest.mark.parametrize("shape", [(1, 1, 2), (2, 7, 3), (3, 40, 19), (1, 20, 150), (2, 23, 160)])
 def test_cols_every_path(isa, path, dtype, log, shape):
+    # (2, 23, 160): rows of whole 64-byte vectors, which streaming stores
+    # write four at a time (5 * 4 rows, then 3)
     rng = np.random.default_rng(sum(shape))
     x = special_columns(dtype, shape, rng)
     want = np.empty(shape)
@@ -254,6 +256,13 @@ def test_cols_every_path(isa, path, dtype, log, shape):
     out = np.empty((shape[0], shape[1], shape[2] + 4), dtype)[:, :, 2:2 + shape[2]]
     K.softmax_cols(v, out, log, 2)
     assert_matches(out, want[::-1, ::-1], dtype, log)
+    # a row stride of whole 64-byte vectors, from one item past a boundary
+    lanes = 64 // np.dtype(dtype).itemsize
+    pad = np.full((shape[0], shape[1], shape[2] + 2 * lanes), 7.0, dtype)
+    start = (-pad.ctypes.data % 64) // np.dtype(dtype).itemsize + 1
+    K.softmax_cols(x, pad[:, :, start:start + shape[2]], log, 2)
+    np.testing.assert_array_equal(pad[:, :, start:start + shape[2]], results[0])
+    assert np.all(pad[:, :, :start] == 7) and np.all(pad[:, :, start + shape[2]:] == 7)
     y = x.copy()
     K.softmax_cols(y, y, log, 2)
     assert_matches(y, want, dtype, log)

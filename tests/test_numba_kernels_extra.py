@@ -173,10 +173,10 @@ def test_columns_streaming_stores_change_nothing(monkeypatch, dtype, log, k):
 @pytest.mark.parametrize("k", [100, 1000, 4099])
 def test_cross_entropy_streaming_stores_change_nothing(monkeypatch, dtype, k):
     """The fused cross-entropy's gradient pass from the stored exponentials
-    with streaming stores (no class weights) gives the same bits as with
-    plain stores: serial and parallel, unaligned rows, in place, with
-    an ignored target, special rows, and a row without a finite max (not
-    stored: its own pass)."""
+    with streaming stores (with and without class weights) gives the same
+    bits as with plain stores: serial and parallel, unaligned rows, in
+    place, with an ignored target, special rows, and a row without a finite
+    max (not stored: its own pass)."""
     rng = np.random.default_rng(k)
     z = _special_rows((rng.normal(size=(37, k)) * 4).astype(dtype), rng)
     z[5] = -np.inf  # no finite max
@@ -185,19 +185,19 @@ def test_cross_entropy_streaming_stores_change_nothing(monkeypatch, dtype, k):
     ce = fastsoftmax.cross_entropy_grad
     n = fastsoftmax.get_num_threads()
     try:
-        for threads in (1, 2):
+        for threads, kw in ((1, {}), (2, {}), (2, dict(weight=rng.random(k), label_smoothing=0.1))):
             fastsoftmax.set_num_threads(threads)
             monkeypatch.setattr(nb_softmax, "NT_MIN_BYTES", 16 << 20)
-            loss, plain = ce(z, y, backend="numba")
+            loss, plain = ce(z, y, backend="numba", **kw)
             monkeypatch.setattr(nb_softmax, "NT_MIN_BYTES", 0)
-            loss2, g = ce(z, y, backend="numba")
+            loss2, g = ce(z, y, backend="numba", **kw)
             assert loss2 == loss or (np.isnan(loss) and np.isnan(loss2))
             np.testing.assert_array_equal(g, plain)
             wide = np.zeros((z.shape[0], k + 1), dtype=dtype)
-            ce(z, y, grad_out=wide[:, 1:], backend="numba")  # rows not 64-byte aligned
+            ce(z, y, grad_out=wide[:, 1:], backend="numba", **kw)  # rows not 64-byte aligned
             np.testing.assert_array_equal(wide[:, 1:], plain)
             zz = z.copy()
-            ce(zz, y, grad_out=zz, backend="numba")
+            ce(zz, y, grad_out=zz, backend="numba", **kw)
             np.testing.assert_array_equal(zz, plain)
     finally:
         fastsoftmax.set_num_threads(n)

@@ -26,9 +26,8 @@ from numba import njit, prange, types
 
 from ._exp import fexp, like
 from ._runtime import LazyKernel, arr, check_layer, flat, parallel_lock, use_threads, view
-from .softmax import (_FM, _FM_SUM, _INLINE, _NT_BYTES, _affine_stream_nf, _exp_prefetch, _finite,
-                      _groups, _max_lanes, _nt_out, _redo64, _stream_fence, _stream_head, _sum64,
-                      _sum_exp_np)
+from .softmax import (_AFFINE, _AFFINE_W, _FM, _FM_SUM, _INLINE, _exp_prefetch, _finite, _groups, _map,
+                      _max_lanes, _nt_out, _redo64, _stream_fence, _sum64, _sum_exp_np)
 
 __all__ = ["cross_entropy_index_rows", "cross_entropy_prob_rows"]
 
@@ -79,24 +78,14 @@ def _lse_stored(zr, e, nf, nb):
 @njit(**_INLINE)
 def _grad_stored(e, gr, factor, wg, coef, has_w, nt):
     """``gr[j] = e[j] * factor - coef * w[j]`` (``e``: the stored
-    exponentials); ``nt`` (no weights): with streaming stores, as softmax's
-    output (the caller fences).  (4096, 32000) float32, 2 threads, time /
-    copy: 1.87 (an exponential per element in each of two passes) -> 1.54
-    (stored exponentials) -> 0.94 (streaming stores)."""
-    k = gr.shape[0]
+    exponentials); ``nt``: with streaming stores, as softmax's output (the
+    caller fences).  (4096, 32000) float32, 2 threads, time / copy: 1.87 (an
+    exponential per element in each of two passes) -> 1.54 (stored
+    exponentials) -> 0.94 (streaming stores)."""
     if has_w:
-        for j in range(k):
-            gr[j] = e[j] * factor - coef * wg[j]
-        return
-    head = _stream_head(gr) if nt else k
-    for j in range(head):
-        gr[j] = e[j] * factor - coef
-    lanes = _NT_BYTES // gr.itemsize
-    nvec = (k - head) // lanes
-    if nvec > 0:
-        _affine_stream_nf(e, head, gr, head, nvec, factor, coef)
-    for j in range(head + nvec * lanes, k):
-        gr[j] = e[j] * factor - coef
+        _map(e, wg, gr, factor, coef, _AFFINE_W, nt)
+    else:
+        _map(e, e, gr, factor, coef, _AFFINE, nt)
 
 
 @njit(**_INLINE)

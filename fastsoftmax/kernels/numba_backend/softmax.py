@@ -128,66 +128,6 @@ def _recip(typingctx, v):
 _NT_BYTES = 64
 
 
-def _stream_intrinsic(log, fence=True, affine=False):
-    def impl(typingctx, src, src_start, dst, dst_start, nvec, factor, offset):
-        """``dst[dst_start + j] = src[src_start + j] * factor`` (or, ``log``,
-        ``(src[...] - offset) - factor``; ``affine``, ``src[...] * factor -
-        offset``, rounded twice as the same expression is in the kernels:
-        tests check the bits against plain stores) for the
-        ``nvec * 64 / itemsize`` elements from there, with non-temporal
-        (streaming) 64-byte stores: the output goes to memory without being read
-        first and without evicting the cache.  ``dst[dst_start]`` must be
-        64-byte aligned.  Ends with a fence, so that the stores are ordered
-        before anything that follows (unless made with ``fence=False``: then
-        call ``_stream_fence`` after the last of them)."""
-        if not (isinstance(src, types.Array) and isinstance(dst, types.Array)
-                and src.dtype == dst.dtype and factor == src.dtype and offset == src.dtype
-                and src.dtype in (types.float32, types.float64)):
-            return None
-
-        def codegen(context, builder, signature, args):
-            s_ary = context.make_array(signature.args[0])(context, builder, value=args[0])
-            d_ary = context.make_array(signature.args[2])(context, builder, value=args[2])
-            intp = context.get_value_type(types.intp)
-            s0 = context.cast(builder, args[1], signature.args[1], types.intp)
-            d0 = context.cast(builder, args[3], signature.args[3], types.intp)
-            nv = context.cast(builder, args[4], signature.args[4], types.intp)
-            fty = context.get_value_type(signature.args[0].dtype)
-            lanes = _NT_BYTES // (4 if signature.args[0].dtype == types.float32 else 8)
-            vty = ir.VectorType(fty, lanes)
-            vfac = ir.Constant(vty, ir.Undefined)
-            voff = ir.Constant(vty, ir.Undefined)
-            for j in range(lanes):
-                vfac = builder.insert_element(vfac, args[5], ir.Constant(ir.IntType(32), j))
-                voff = builder.insert_element(voff, args[6], ir.Constant(ir.IntType(32), j))
-            sp = builder.gep(s_ary.data, [s0])
-            dp = builder.gep(d_ary.data, [d0])
-            nt_md = builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)])
-            with cgutils.for_range(builder, nv) as loop:
-                off = builder.mul(loop.index, ir.Constant(intp, lanes))
-                v = builder.load(builder.bitcast(builder.gep(sp, [off]), vty.as_pointer()), align=4)
-                if affine:
-                    r = builder.fsub(builder.fmul(v, vfac), voff)
-                elif log:
-                    r = builder.fsub(builder.fsub(v, voff), vfac)
-                else:
-                    r = builder.fmul(v, vfac)
-                st = builder.store(r, builder.bitcast(builder.gep(dp, [off]), vty.as_pointer()), align=_NT_BYTES)
-                st.set_metadata("nontemporal", nt_md)
-            if fence:
-                builder.fence("seq_cst")
-            return context.get_dummy_value()
-
-        return types.none(src, src_start, dst, dst_start, nvec, factor, offset), codegen
-
-    return intrinsic(impl)
-
-
-_scale_stream = _stream_intrinsic(False)
-_log_stream = _stream_intrinsic(True)
-_affine_stream_nf = _stream_intrinsic(False, fence=False, affine=True)
-
-
 @intrinsic
 def _ordered_sum(typingctx, buf, start, length, init):
     """``init + buf[start] + buf[start + 1] + ...`` (``length`` terms), added
@@ -461,6 +401,49 @@ def _put(d, c, v, nt):
         d[c] = v
 
 
+#: the elementwise operations of ``_map`` (``v``: the source, ``w``: the
+#: second source): v * a; (v - a) - b; exp(v - a) * b (v - a <= 0, -inf or
+#: NaN); v * a - b; v * a - b * w
+_MUL, _LOG, _EXP, _AFFINE, _AFFINE_W = 0, 1, 2, 3, 4
+
+
+@njit(**_INLINE)
+def _op(op, v, a, b, w):
+    if op == _MUL:
+        return v * a
+    if op == _LOG:
+        return (v - a) - b
+    if op == _EXP:
+        return fexp_np(v - a) * b
+    if op == _AFFINE:
+        return v * a - b
+    return v * a - b * w
+
+
+@njit(**_INLINE)
+def _map_part(src, src2, dst, a, b, op, start, n, nt):
+    """``_map`` of ``[start, start + n)``, through views from there (a loop
+    from ``start`` would wrap negative indices, and LLVM would gather)."""
+    sv = view(src, start, n)
+    wv = view(src2, start, n)
+    dv = view(dst, start, n)
+    for j in range(n):
+        _put(dv, j, _op(op, sv[j], a, b, wv[j]), nt)
+
+
+@njit(**_INLINE)
+def _map(src, src2, dst, a, b, op, nt):
+    """``dst[j] = op(src[j], a, b, src2[j])`` (``op``: one of ``_MUL`` ...
+    ``_AFFINE_W``, a constant at each call; ``src2`` is read by
+    ``_AFFINE_W`` only); ``nt``: with streaming stores over
+    ``_nt_span(dst)``, straight from the loop (no fence: see
+    ``_stream_fence``)."""
+    head, n = _nt_span(dst) if nt else (0, 0)
+    _map_part(src, src2, dst, a, b, op, 0, head, False)
+    _map_part(src, src2, dst, a, b, op, head, n, True)
+    _map_part(src, src2, dst, a, b, op, head + n, dst.shape[0] - head - n, False)
+
+
 @njit(**_INLINE)
 def _stream_head(dst):
     """Elements of ``dst`` before its first 64-byte boundary (all of them
@@ -472,44 +455,6 @@ def _stream_head(dst):
     if addr % item != 0 or head > k:
         head = k
     return head
-
-
-@njit(**_INLINE)
-def _scale_copy(src, dst, factor, nt):
-    """``dst = src * factor`` (same length); ``nt``: with streaming stores."""
-    k = dst.shape[0]
-    if not nt:
-        for j in range(k):
-            dst[j] = src[j] * factor
-        return
-    lanes = _NT_BYTES // dst.itemsize
-    head = _stream_head(dst)
-    for j in range(head):
-        dst[j] = src[j] * factor
-    nvec = (k - head) // lanes
-    if nvec > 0:
-        _scale_stream(src, head, dst, head, nvec, factor, factor)
-    for j in range(head + nvec * lanes, k):
-        dst[j] = src[j] * factor
-
-
-@njit(**_INLINE)
-def _log_copy(src, dst, shift, lse, nt):
-    """``dst = (src - shift) - lse`` (same length); ``nt``: streaming stores."""
-    k = dst.shape[0]
-    if not nt:
-        for j in range(k):
-            dst[j] = (src[j] - shift) - lse
-        return
-    lanes = _NT_BYTES // dst.itemsize
-    head = _stream_head(dst)
-    for j in range(head):
-        dst[j] = (src[j] - shift) - lse
-    nvec = (k - head) // lanes
-    if nvec > 0:
-        _log_stream(src, head, dst, head, nvec, lse, shift)
-    for j in range(head + nvec * lanes, k):
-        dst[j] = (src[j] - shift) - lse
 
 
 @intrinsic
@@ -645,48 +590,6 @@ def _write(xr, orow, shift, scale, log, start, stop):
     else:
         for j in range(start, stop):
             orow[j] = fexp_np(xr[j] - shift) * scale
-
-
-@njit(**_INLINE)
-def _write_part(xr, orow, shift, scale, log, start, n, nt):
-    """``_write`` of ``[start, start + n)``, through views from there (a
-    loop from ``start`` would wrap negative indices, and LLVM would gather);
-    ``nt`` (a constant at each call): with streaming stores."""
-    xv = view(xr, start, n)
-    ov = view(orow, start, n)
-    if log:
-        for j in range(n):
-            _put(ov, j, (xv[j] - shift) - scale, nt)
-    else:
-        for j in range(n):
-            _put(ov, j, fexp_np(xv[j] - shift) * scale, nt)
-
-
-@njit(**_INLINE)
-def _write_stream(xr, orow, shift, scale, log):
-    """``_write`` of the whole row, with streaming stores straight from the
-    loop over ``_nt_span(orow)`` (no fence: see ``_stream_fence``)."""
-    head, n = _nt_span(orow)
-    _write_part(xr, orow, shift, scale, log, 0, head, False)
-    _write_part(xr, orow, shift, scale, log, head, n, True)
-    _write_part(xr, orow, shift, scale, log, head + n, orow.shape[0] - head - n, False)
-
-
-@njit(**_INLINE)
-def _copy_part(src, dst, start, n, nt):
-    sv = view(src, start, n)
-    dv = view(dst, start, n)
-    for j in range(n):
-        _put(dv, j, sv[j], nt)
-
-
-@njit(**_INLINE)
-def _copy_stream(src, dst):
-    """``dst = src``, with streaming stores over ``_nt_span(dst)`` (no fence)."""
-    head, n = _nt_span(dst)
-    _copy_part(src, dst, 0, head, False)
-    _copy_part(src, dst, head, n, True)
-    _copy_part(src, dst, head + n, dst.shape[0] - head - n, False)
 
 
 @njit(**_INLINE)
@@ -857,10 +760,13 @@ def _row_scratch(xr, orow, log, scratch, nf, nb, nt):
                 s = _sum64(scratch, 0, k)
         else:
             s = _sum_exp_prefetch(xr, shift, nf, nb)
-        _log_copy(xr, orow, shift, like(np.log(s), m), nt)
+        _map(xr, xr, orow, shift, like(np.log(s), m), _LOG, nt)
     else:
         s = _exp_prefetch(xr, scratch, m, nf, nb)
-        _scale_copy(scratch, orow, like(1.0 / s, m), nt)
+        f = like(1.0 / s, m)
+        _map(scratch, scratch, orow, f, f, _MUL, nt)
+    if nt:
+        _stream_fence()
 
 
 # -------------------------------------------------------- long-row pieces
@@ -910,7 +816,7 @@ def _combine(mpart, spart, i, log):
 @njit(**_INLINE)
 def _write_chunk(xr, orow, c, shift, scale, log, nt):
     """Chunk ``c`` of the result; ``nt``: with streaming stores (straight
-    from the loop, ``_write_stream``; (1, 10_000_000), 2 threads, softmax /
+    from the loop, ``_map``; (1, 10_000_000), 2 threads, softmax /
     copy: float32 0.88-0.91 -> 0.79-0.80, float64 1.19-1.20 -> 1.10-1.14
     against the exponentials in a scratch block, scaled and streamed out),
     then a fence."""
@@ -920,7 +826,12 @@ def _write_chunk(xr, orow, c, shift, scale, log, nt):
     if not nt:
         _write(view(xr, start, stop - start), view(orow, start, stop - start), shift, scale, log, 0, stop - start)
         return
-    _write_stream(view(xr, start, stop - start), view(orow, start, stop - start), shift, scale, log)
+    xv = view(xr, start, stop - start)
+    ov = view(orow, start, stop - start)
+    if log:
+        _map(xv, xv, ov, shift, scale, _LOG, True)
+    else:  # shift = the max (NaN ignored): x - shift <= 0, -inf or NaN
+        _map(xv, xv, ov, shift, scale, _EXP, True)
     _stream_fence()
 
 
@@ -1620,10 +1531,11 @@ def _col_write4(xf, xg, xs1, of, og, os1, w, shift, scale, log, nt, tmp):
         d2 = view(tmp, 2 * w, w)
         d3 = view(tmp, 3 * w, w)
         _col_write4_rows(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, 0, 0, log)
-        _copy_stream(d0, o0)
-        _copy_stream(d1, o1)
-        _copy_stream(d2, o2)
-        _copy_stream(d3, o3)
+        one = like(1.0, scv[0])  # x * 1 is x exactly (-0, +-inf and NaN too)
+        _map(d0, d0, o0, one, one, _MUL, True)
+        _map(d1, d1, o1, one, one, _MUL, True)
+        _map(d2, d2, o2, one, one, _MUL, True)
+        _map(d3, d3, o3, one, one, _MUL, True)
         return
     head, n = _nt_span(o0) if nt else (0, 0)
     if og == xg and os1 == xs1 and _address(of, 0) == _address(xf, 0):

@@ -83,9 +83,9 @@ def _grad_stored(e, gr, factor, wg, coef, has_w, nt):
     exponential per element in each of two passes) -> 1.54 (stored
     exponentials) -> 0.94 (streaming stores)."""
     if has_w:
-        _map(e, wg, gr, factor, coef, _AFFINE_W, nt)
+        _map(e, wg, e, gr, factor, coef, _AFFINE_W, nt)
     else:
-        _map(e, e, gr, factor, coef, _AFFINE, nt)
+        _map(e, e, e, gr, factor, coef, _AFFINE, nt)
 
 
 @njit(**_INLINE)

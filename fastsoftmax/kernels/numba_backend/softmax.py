@@ -401,14 +401,15 @@ def _put(d, c, v, nt):
         d[c] = v
 
 
-#: the elementwise operations of ``_map`` (``v``: the source, ``w``: the
-#: second source): v * a; (v - a) - b; exp(v - a) * b (v - a <= 0, -inf or
-#: NaN); v * a - b; v * a - b * w
-_MUL, _LOG, _EXP, _AFFINE, _AFFINE_W = 0, 1, 2, 3, 4
+#: the elementwise operations of ``_map`` (``v``, ``u``, ``w``: the
+#: sources' elements): v * a; (v - a) - b; exp(v - a) * b (v - a <= 0, -inf
+#: or NaN); v * a - b; v * a - b * u; and with per-element shift and scale
+#: (the columns' writing pass): (v - u) - w; exp(v - u) * w
+_MUL, _LOG, _EXP, _AFFINE, _AFFINE_W, _LOG_COLS, _EXP_COLS = 0, 1, 2, 3, 4, 5, 6
 
 
 @njit(**_INLINE)
-def _op(op, v, a, b, w):
+def _op(op, v, a, b, u, w):
     if op == _MUL:
         return v * a
     if op == _LOG:
@@ -417,31 +418,36 @@ def _op(op, v, a, b, w):
         return fexp_np(v - a) * b
     if op == _AFFINE:
         return v * a - b
-    return v * a - b * w
+    if op == _AFFINE_W:
+        return v * a - b * u
+    if op == _LOG_COLS:
+        return (v - u) - w
+    return fexp_np(v - u) * w
 
 
 @njit(**_INLINE)
-def _map_part(src, src2, dst, a, b, op, start, n, nt):
+def _map_part(src, src2, src3, dst, a, b, op, start, n, nt):
     """``_map`` of ``[start, start + n)``, through views from there (a loop
     from ``start`` would wrap negative indices, and LLVM would gather)."""
     sv = view(src, start, n)
-    wv = view(src2, start, n)
+    uv = view(src2, start, n)
+    wv = view(src3, start, n)
     dv = view(dst, start, n)
     for j in range(n):
-        _put(dv, j, _op(op, sv[j], a, b, wv[j]), nt)
+        _put(dv, j, _op(op, sv[j], a, b, uv[j], wv[j]), nt)
 
 
 @njit(**_INLINE)
-def _map(src, src2, dst, a, b, op, nt):
-    """``dst[j] = op(src[j], a, b, src2[j])`` (``op``: one of ``_MUL`` ...
-    ``_AFFINE_W``, a constant at each call; ``src2`` is read by
-    ``_AFFINE_W`` only); ``nt``: with streaming stores over
+def _map(src, src2, src3, dst, a, b, op, nt):
+    """``dst[j] = op(src[j], a, b, src2[j], src3[j])`` (``op``: one of
+    ``_MUL`` ... ``_EXP_COLS``, a constant at each call; pass ``src`` for a
+    source the op does not read); ``nt``: with streaming stores over
     ``_nt_span(dst)``, straight from the loop (no fence: see
     ``_stream_fence``)."""
     head, n = _nt_span(dst) if nt else (0, 0)
-    _map_part(src, src2, dst, a, b, op, 0, head, False)
-    _map_part(src, src2, dst, a, b, op, head, n, True)
-    _map_part(src, src2, dst, a, b, op, head + n, dst.shape[0] - head - n, False)
+    _map_part(src, src2, src3, dst, a, b, op, 0, head, False)
+    _map_part(src, src2, src3, dst, a, b, op, head, n, True)
+    _map_part(src, src2, src3, dst, a, b, op, head + n, dst.shape[0] - head - n, False)
 
 
 @njit(**_INLINE)
@@ -760,11 +766,11 @@ def _row_scratch(xr, orow, log, scratch, nf, nb, nt):
                 s = _sum64(scratch, 0, k)
         else:
             s = _sum_exp_prefetch(xr, shift, nf, nb)
-        _map(xr, xr, orow, shift, like(np.log(s), m), _LOG, nt)
+        _map(xr, xr, xr, orow, shift, like(np.log(s), m), _LOG, nt)
     else:
         s = _exp_prefetch(xr, scratch, m, nf, nb)
         f = like(1.0 / s, m)
-        _map(scratch, scratch, orow, f, f, _MUL, nt)
+        _map(scratch, scratch, scratch, orow, f, f, _MUL, nt)
     if nt:
         _stream_fence()
 
@@ -829,9 +835,9 @@ def _write_chunk(xr, orow, c, shift, scale, log, nt):
     xv = view(xr, start, stop - start)
     ov = view(orow, start, stop - start)
     if log:
-        _map(xv, xv, ov, shift, scale, _LOG, True)
+        _map(xv, xv, xv, ov, shift, scale, _LOG, True)
     else:  # shift = the max (NaN ignored): x - shift <= 0, -inf or NaN
-        _map(xv, xv, ov, shift, scale, _EXP, True)
+        _map(xv, xv, xv, ov, shift, scale, _EXP, True)
     _stream_fence()
 
 
@@ -1532,10 +1538,10 @@ def _col_write4(xf, xg, xs1, of, og, os1, w, shift, scale, log, nt, tmp):
         d3 = view(tmp, 3 * w, w)
         _col_write4_rows(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, 0, 0, log)
         one = like(1.0, scv[0])  # x * 1 is x exactly (-0, +-inf and NaN too)
-        _map(d0, d0, o0, one, one, _MUL, True)
-        _map(d1, d1, o1, one, one, _MUL, True)
-        _map(d2, d2, o2, one, one, _MUL, True)
-        _map(d3, d3, o3, one, one, _MUL, True)
+        _map(d0, d0, d0, o0, one, one, _MUL, True)
+        _map(d1, d1, d1, o1, one, one, _MUL, True)
+        _map(d2, d2, d2, o2, one, one, _MUL, True)
+        _map(d3, d3, d3, o3, one, one, _MUL, True)
         return
     head, n = _nt_span(o0) if nt else (0, 0)
     if og == xg and os1 == xs1 and _address(of, 0) == _address(xf, 0):
@@ -1545,31 +1551,15 @@ def _col_write4(xf, xg, xs1, of, og, os1, w, shift, scale, log, nt, tmp):
 
 
 @njit(**_INLINE)
-def _col_row_loop(xr, dst, shv, scv, start, n, log, nt):
-    """Columns ``[start, start + n)`` of a row (views from there, as
-    ``_col_write4_loop``)."""
-    xr = view(xr, start, n)
-    dst = view(dst, start, n)
-    shv = view(shv, start, n)
-    scv = view(scv, start, n)
-    if log:
-        for c in range(n):
-            _put(dst, c, (xr[c] - shv[c]) - scv[c], nt)
-    else:  # shift = the max (NaN ignored): x - shift <= 0, -inf or NaN
-        for c in range(n):
-            _put(dst, c, fexp_np(xr[c] - shv[c]) * scv[c], nt)
-
-
-@njit(**_INLINE)
 def _col_row(xr, orow, shv, scv, log, nt):
     """One row of a column block's writing pass: ``(x - shift) - scale``
     (log) or ``exp(x - shift) * scale``; ``nt``: streaming stores over
     ``_nt_span(orow)``."""
-    w = orow.shape[0]
-    head, n = _nt_span(orow) if nt else (0, 0)
-    _col_row_loop(xr, orow, shv, scv, 0, head, log, False)
-    _col_row_loop(xr, orow, shv, scv, head, n, log, True)
-    _col_row_loop(xr, orow, shv, scv, head + n, w - head - n, log, False)
+    zero = like(0.0, orow[0])
+    if log:
+        _map(xr, shv, scv, orow, zero, zero, _LOG_COLS, nt)
+    else:  # shift = the max (NaN ignored): x - shift <= 0, -inf or NaN
+        _map(xr, shv, scv, orow, zero, zero, _EXP_COLS, nt)
 
 
 @njit(**_INLINE)

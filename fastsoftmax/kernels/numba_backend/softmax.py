@@ -387,9 +387,13 @@ def _nt_span(dst):
     64-byte vectors of ``dst`` from its first 64-byte boundary, for
     ``_nt_store`` loops (n = 0 when there is none, or when ``dst`` is not
     even item-aligned)."""
-    head = _stream_head(dst)
-    lanes = _NT_BYTES // dst.itemsize
-    return head, (dst.shape[0] - head) // lanes * lanes
+    k = dst.shape[0]
+    item = dst.itemsize
+    addr = _address(dst, 0)
+    head = ((_NT_BYTES - addr % _NT_BYTES) % _NT_BYTES) // item
+    if addr % item != 0 or head > k:
+        return k, 0
+    return head, (k - head) // (_NT_BYTES // item) * (_NT_BYTES // item)
 
 
 @njit(**_INLINE)
@@ -448,19 +452,6 @@ def _map(src, src2, src3, dst, a, b, op, nt):
     _map_part(src, src2, src3, dst, a, b, op, 0, head, False)
     _map_part(src, src2, src3, dst, a, b, op, head, n, True)
     _map_part(src, src2, src3, dst, a, b, op, head + n, dst.shape[0] - head - n, False)
-
-
-@njit(**_INLINE)
-def _stream_head(dst):
-    """Elements of ``dst`` before its first 64-byte boundary (all of them
-    when the data is not even item-aligned)."""
-    k = dst.shape[0]
-    item = dst.itemsize
-    addr = _address(dst, 0)
-    head = ((_NT_BYTES - addr % _NT_BYTES) % _NT_BYTES) // item
-    if addr % item != 0 or head > k:
-        head = k
-    return head
 
 
 @intrinsic
@@ -588,14 +579,13 @@ def _scale(orow, factor, start, stop):
 
 
 @njit(**_INLINE)
-def _write(xr, orow, shift, scale, log, start, stop):
-    """The result from the row's (shift, scale); softmax: shift = the max."""
+def _write(xr, orow, shift, scale, log, nt):
+    """The result from the row's (shift, scale); softmax: shift = the max.
+    ``nt``: with streaming stores (no fence: see ``_stream_fence``)."""
     if log:
-        for j in range(start, stop):
-            orow[j] = (xr[j] - shift) - scale
+        _map(xr, xr, xr, orow, shift, scale, _LOG, nt)
     else:
-        for j in range(start, stop):
-            orow[j] = fexp_np(xr[j] - shift) * scale
+        _map(xr, xr, xr, orow, shift, scale, _EXP, nt)
 
 
 @njit(**_INLINE)
@@ -662,7 +652,7 @@ def _row(xr, orow, log, scratch):
     k = xr.shape[0]
     if log:
         shift, s = _row_log_sum(xr, orow, scratch)
-        _write(xr, orow, shift, like(np.log(s), shift), True, 0, k)
+        _write(xr, orow, shift, like(np.log(s), shift), True, False)
     else:
         m = _max_lanes(xr, k)
         s = _exp_store_sum(xr, orow, m, 0, k)
@@ -766,7 +756,7 @@ def _row_scratch(xr, orow, log, scratch, nf, nb, nt):
                 s = _sum64(scratch, 0, k)
         else:
             s = _sum_exp_prefetch(xr, shift, nf, nb)
-        _map(xr, xr, xr, orow, shift, like(np.log(s), m), _LOG, nt)
+        _write(xr, orow, shift, like(np.log(s), m), True, nt)
     else:
         s = _exp_prefetch(xr, scratch, m, nf, nb)
         f = like(1.0 / s, m)
@@ -822,23 +812,16 @@ def _combine(mpart, spart, i, log):
 @njit(**_INLINE)
 def _write_chunk(xr, orow, c, shift, scale, log, nt):
     """Chunk ``c`` of the result; ``nt``: with streaming stores (straight
-    from the loop, ``_map``; (1, 10_000_000), 2 threads, softmax /
+    from the loop; (1, 10_000_000), 2 threads, softmax /
     copy: float32 0.88-0.91 -> 0.79-0.80, float64 1.19-1.20 -> 1.10-1.14
     against the exponentials in a scratch block, scaled and streamed out),
     then a fence."""
     _wide_vectors()
     start = c * CHUNK
     stop = min(start + CHUNK, xr.shape[0])
-    if not nt:
-        _write(view(xr, start, stop - start), view(orow, start, stop - start), shift, scale, log, 0, stop - start)
-        return
-    xv = view(xr, start, stop - start)
-    ov = view(orow, start, stop - start)
-    if log:
-        _map(xv, xv, xv, ov, shift, scale, _LOG, True)
-    else:  # shift = the max (NaN ignored): x - shift <= 0, -inf or NaN
-        _map(xv, xv, xv, ov, shift, scale, _EXP, True)
-    _stream_fence()
+    _write(view(xr, start, stop - start), view(orow, start, stop - start), shift, scale, log, nt)
+    if nt:
+        _stream_fence()
 
 
 @njit(**_INLINE)
@@ -1011,10 +994,10 @@ def _rows_range(xf, xo, xs, of, oo, os, r0, r1, k, log, nt):
                 lse = like(np.log(sp), shp)
                 sh, s = _row_log_sum(view(xf, xo + i * xs, k), view(of, oo + i * os, k), scratch)
                 _write(view(xf, xo + (i - 1) * xs, k), view(of, oo + (i - 1) * os, k), shp, lse,
-                       True, 0, k)
+                       True, False)
                 shp, sp = sh, s
             _write(view(xf, xo + (r1 - 1) * xs, k), view(of, oo + (r1 - 1) * os, k), shp,
-                   like(np.log(sp), shp), True, 0, k)
+                   like(np.log(sp), shp), True, False)
         else:
             for i in range(r0, r1):
                 _row(view(xf, xo + i * xs, k), view(of, oo + i * os, k), log, scratch)
@@ -1455,10 +1438,10 @@ def _col_sums_ref(xf, xb, xs1, k, w, m, ref, s, gm, e):
 
 
 @njit(**_INLINE)
-def _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, start, n, log, nt):
-    """Columns ``[start, start + n)`` of the four rows (views from there,
-    indexed from 0: a loop from ``start`` would wrap negative indices, and
-    LLVM would gather)."""
+def _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, start, n, op, nt):
+    """Columns ``[start, start + n)`` of the four rows, ``op`` ``_LOG_COLS``
+    or ``_EXP_COLS`` (views from there, indexed from 0: a loop from
+    ``start`` would wrap negative indices, and LLVM would gather)."""
     x0 = view(x0, start, n)
     x1 = view(x1, start, n)
     x2 = view(x2, start, n)
@@ -1469,22 +1452,21 @@ def _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, start, n, log, nt
     d3 = view(d3, start, n)
     shv = view(shv, start, n)
     scv = view(scv, start, n)
-    if log:
-        for c in range(n):
-            sh = shv[c]
-            f = scv[c]
-            _put(d0, c, (x0[c] - sh) - f, nt)
-            _put(d1, c, (x1[c] - sh) - f, nt)
-            _put(d2, c, (x2[c] - sh) - f, nt)
-            _put(d3, c, (x3[c] - sh) - f, nt)
-    else:
-        for c in range(n):  # shift = the max (NaN ignored): x - shift <= 0, -inf or NaN
-            sh = shv[c]
-            f = scv[c]
-            _put(d0, c, fexp_np(x0[c] - sh) * f, nt)
-            _put(d1, c, fexp_np(x1[c] - sh) * f, nt)
-            _put(d2, c, fexp_np(x2[c] - sh) * f, nt)
-            _put(d3, c, fexp_np(x3[c] - sh) * f, nt)
+    for c in range(n):  # softmax: shift = the max (NaN ignored): x - shift <= 0, -inf or NaN
+        sh = shv[c]
+        f = scv[c]
+        _put(d0, c, _op(op, x0[c], sh, f, sh, f), nt)
+        _put(d1, c, _op(op, x1[c], sh, f, sh, f), nt)
+        _put(d2, c, _op(op, x2[c], sh, f, sh, f), nt)
+        _put(d3, c, _op(op, x3[c], sh, f, sh, f), nt)
+
+
+@njit(**_INLINE)
+def _col_write4_parts(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, op):
+    w = d0.shape[0]
+    _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, 0, head, op, False)
+    _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, op, True)
+    _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head + n, w - head - n, op, False)
 
 
 @njit(**_INLINE)
@@ -1492,14 +1474,14 @@ def _col_write4_rows(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, log):
     """The four rows' columns ``[head, head + n)`` with streaming stores
     (``_nt_span`` of ``d0``, the same for the other three), the rest with
     plain stores."""
-    w = d0.shape[0]
-    _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, 0, head, log, False)
-    _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, log, True)
-    _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head + n, w - head - n, log, False)
+    if log:
+        _col_write4_parts(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, _LOG_COLS)
+    else:
+        _col_write4_parts(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, _EXP_COLS)
 
 
 @njit(fastmath=_FM, cache=True)
-def _col_write4(xf, xg, xs1, of, og, os1, w, shift, scale, log, nt, tmp):
+def _col_write4(xf, xg, xs1, of, og, os1, w, shift, scale, log, nt, tmp, inplace):
     """The writing pass over 4 consecutive rows (strides ``xs1`` and
     ``os1``) of the ``w`` columns at ``xg``/``og``: ``exp(x - shift) *
     scale``, or ``(x - shift) - scale`` (log).  Four rows per pass over the
@@ -1517,8 +1499,8 @@ def _col_write4(xf, xg, xs1, of, og, os1, w, shift, scale, log, nt, tmp):
     streaming stores 1.83.
 
     A separate function, not inlined by Numba (as ``_col_group8``), so that
-    its loop keeps the exp's constants in registers.  In place (``of`` is
-    ``xf`` at the same offsets), the loop reads and writes the same views, so
+    its loop keeps the exp's constants in registers.  ``inplace`` (``of`` is
+    ``xf`` at the same offsets): the loop reads and writes the same views, so
     that LLVM needs no overlap test that would send it to scalar code."""
     _wide_vectors()
     shv = view(shift, 0, w)
@@ -1544,7 +1526,7 @@ def _col_write4(xf, xg, xs1, of, og, os1, w, shift, scale, log, nt, tmp):
         _map(d3, d3, d3, o3, one, one, _MUL, True)
         return
     head, n = _nt_span(o0) if nt else (0, 0)
-    if og == xg and os1 == xs1 and _address(of, 0) == _address(xf, 0):
+    if inplace:
         _col_write4_rows(o0, o1, o2, o3, o0, o1, o2, o3, shv, scv, head, n, log)
     else:
         _col_write4_rows(x0, x1, x2, x3, o0, o1, o2, o3, shv, scv, head, n, log)
@@ -1642,14 +1624,14 @@ def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e64, o
         else:  # NaN, +inf, or only -inf: redo this column exactly
             shift[c], scale[c] = _col_exact(xf, xb + c, xs1, k, log)
     r_done = 0
+    inplace = ob == xb and os1 == xs1 and _address(of, 0) == _address(xf, 0)
     if not log or (nt and os1 * of.itemsize % _NT_BYTES == 0):  # (log_softmax: measured)
         while r_done + COL_WRITE_ROWS <= k:
             _col_write4(xf, xb + r_done * xs1, xs1, of, ob + r_done * os1, os1, w, shift, scale,
-                        log, nt, tmp)
+                        log, nt, tmp, inplace)
             r_done += COL_WRITE_ROWS
     shv = view(shift, 0, w)  # unmanaged views: the loops below vectorise
     scv = view(scale, 0, w)
-    inplace = ob == xb and os1 == xs1 and _address(of, 0) == _address(xf, 0)
     for r in range(r_done, k):
         orow = view(of, ob + r * os1, w)
         if log and r + 2 < k:  # towards L2 (log_softmax only: measured)

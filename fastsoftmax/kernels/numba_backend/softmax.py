@@ -347,6 +347,90 @@ _lanes_total = _lanes_reduction(_fadd, "The lanes added by halves (``lanes[:h] +
 _lanes_max_total = _lanes_reduction(_maxnum, "``maxnum`` of the lanes (by halves): NaN only if every lane is NaN.")
 
 
+def _masked_mem(builder, op, vty):
+    """``llvm.masked.load`` / ``llvm.masked.store`` for vectors ``vty``."""
+    i1v = ir.VectorType(ir.IntType(1), vty.count)
+    suffix = "v%d%s" % (vty.count, "f32" if isinstance(vty.element, ir.FloatType) else "f64")
+    name = "llvm.masked.%s.%s.p0" % (op, suffix)
+    fn = builder.module.globals.get(name)
+    if fn is None:
+        ptr, i32 = vty.as_pointer(), ir.IntType(32)
+        if op == "load":
+            fnty = ir.FunctionType(vty, [ptr, i32, i1v, vty])
+        else:
+            fnty = ir.FunctionType(ir.VoidType(), [vty, ptr, i32, i1v])
+        fn = ir.Function(builder.module, fnty, name)
+    return fn
+
+
+@intrinsic
+def _tile_t(typingctx, src, sbase, sstride, nrows, ncols, dst, dbase, dstride):
+    """Transpose a tile of at most W x W elements (W = 16 float32, 8
+    float64: one 64-byte vector), in registers: ``dst[dbase + j * dstride
+    + i] = src[sbase + i * sstride + j]`` for ``i < nrows``, ``j < ncols``
+    (both at most W); nothing else is read or written (masked loads and
+    stores).  log2(W) rounds of W two-source shuffles (``vpermt2ps``):
+    the short-row blocks' turning around (``_small_rows``) had been
+    element by element, which LLVM made gathers of, and AMD Zen 4's are
+    slow (float32 (100000, 16) softmax 13x a copy, now ...)."""
+    if not (isinstance(src, types.Array) and isinstance(dst, types.Array)
+            and src.dtype == dst.dtype and src.dtype in (types.float32, types.float64)
+            and all(isinstance(a, types.Integer) for a in (sbase, sstride, nrows, ncols, dbase, dstride))):
+        return None
+
+    def codegen(context, builder, signature, args):
+        f32 = signature.args[0].dtype == types.float32
+        w = 16 if f32 else 8
+        ety = ir.FloatType() if f32 else ir.DoubleType()
+        vty = ir.VectorType(ety, w)
+        i32 = ir.IntType(32)
+        v32 = ir.VectorType(i32, w)
+        intp = context.get_value_type(types.intp)
+
+        def arg(pos):
+            return context.cast(builder, args[pos], signature.args[pos], types.intp)
+
+        def data(pos):
+            return context.make_array(signature.args[pos])(context, builder, value=args[pos]).data
+
+        def splat(v):
+            u = builder.insert_element(ir.Constant(v32, None), v, ir.Constant(i32, 0))
+            return builder.shuffle_vector(u, u, ir.Constant(v32, None))
+
+        sdata, ddata = data(0), data(5)
+        sb, ss, nr, nc, db, ds = arg(1), arg(2), arg(3), arg(4), arg(6), arg(7)
+        nr32, nc32 = splat(builder.trunc(nr, i32)), splat(builder.trunc(nc, i32))
+        iota = ir.Constant(v32, list(range(w)))
+        zero = ir.Constant(vty, None)
+        item = ir.Constant(i32, 4 if f32 else 8)
+        load, store = _masked_mem(builder, "load", vty), _masked_mem(builder, "store", vty)
+        cols = builder.icmp_unsigned("<", iota, nc32)
+        vecs = []
+        for i in range(w):
+            ok = builder.and_(cols, builder.icmp_unsigned("<", ir.Constant(v32, [i] * w), nr32))
+            off = builder.add(sb, builder.mul(ss, ir.Constant(intp, i)))
+            ptr = builder.bitcast(builder.gep(sdata, [off]), vty.as_pointer())
+            vecs.append(builder.call(load, [ptr, item, ok, zero]))
+        h = w // 2
+        lo = ir.Constant(v32, [x for l in range(h) for x in (l, w + l)])
+        hi = ir.Constant(v32, [x for l in range(h, w) for x in (l, w + l)])
+        for _ in range(w.bit_length() - 1):
+            nxt = []
+            for i in range(h):
+                nxt.append(builder.shuffle_vector(vecs[i], vecs[i + h], lo))
+                nxt.append(builder.shuffle_vector(vecs[i], vecs[i + h], hi))
+            vecs = nxt
+        rows = builder.icmp_unsigned("<", iota, nr32)
+        for j in range(w):
+            ok = builder.and_(rows, builder.icmp_unsigned("<", ir.Constant(v32, [j] * w), nc32))
+            off = builder.add(db, builder.mul(ds, ir.Constant(intp, j)))
+            ptr = builder.bitcast(builder.gep(ddata, [off]), vty.as_pointer())
+            builder.call(store, [vecs[j], ptr, item, ok])
+        return context.get_dummy_value()
+
+    return types.none(src, sbase, sstride, nrows, ncols, dst, dbase, dstride), codegen
+
+
 @intrinsic
 def _stream_fence(typingctx):
     """Orders the calling thread's earlier streaming stores before what follows."""
@@ -901,6 +985,7 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
     scratch lives on the stack.
     """
     lanes = _small_lanes(k, xf)
+    tw = 64 // xf.itemsize  # (_tile_t's W)
     tx = stack_array(xf, _SMALL_CAP)
     te = stack_array(xf, _SMALL_CAP)
     shv = stack_array(xf, SMALL_LANES)
@@ -911,17 +996,18 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
         nb = min(lanes, r1 - b0)
         xb = xo + b0 * xs
         ob = oo + b0 * os
+        # the block turned around, a tile of W x W at a time (``_tile_t``)
+        for r0 in range(0, nb, tw):
+            for c0 in range(0, k, tw):
+                _tile_t(xf, xb + r0 * xs + c0, xs, min(tw, nb - r0), min(tw, k - c0),
+                        tx, c0 * lanes + r0, lanes)
         # the row maxima (a NaN is ignored unless first: the row's sum is NaN either way)
         for r in range(nb):
-            v = xf[xb + r * xs]
-            tx[r] = v
-            shv[r] = v
+            shv[r] = tx[r]
         for j in range(1, k):
             tj = view(tx, j * lanes, lanes)
             for r in range(nb):
-                v = xf[xb + r * xs + j]
-                tj[r] = v
-                shv[r] = _gt(v, shv[r])
+                shv[r] = _gt(tj[r], shv[r])
         # every x - shift <= 0, -inf or NaN (fexp_np), unless log_softmax
         # shifts a +inf or NaN max to 0 (then fexp)
         bad = 0
@@ -957,11 +1043,14 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
         else:
             for r in range(nb):
                 fac[r] = like(_recip(s[r]), zero)
-            for r in range(nb):
-                orow = view(of, ob + r * os, k)
-                f = fac[r]
-                for j in range(k):
-                    orow[j] = te[j * lanes + r] * f
+            for j in range(k):
+                ej = view(te, j * lanes, lanes)
+                for r in range(nb):
+                    ej[r] = ej[r] * fac[r]
+            for r0 in range(0, nb, tw):
+                for c0 in range(0, k, tw):
+                    _tile_t(te, c0 * lanes + r0, lanes, min(tw, k - c0), min(tw, nb - r0),
+                            of, ob + r0 * os + c0, os)
 
 
 @njit(**_INLINE)

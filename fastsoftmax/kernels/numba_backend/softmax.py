@@ -372,7 +372,8 @@ def _tile_t(typingctx, src, sbase, sstride, nrows, ncols, dst, dbase, dstride):
     stores).  log2(W) rounds of W two-source shuffles (``vpermt2ps``):
     the short-row blocks' turning around (``_small_rows``) had been
     element by element, which LLVM made gathers of, and AMD Zen 4's are
-    slow (float32 (100000, 16) softmax 13x a copy, now ...)."""
+    slow (float32 (100000, 16) softmax, 2 threads: 13-14x a copy, 9x now;
+    one thread, rows of 16 in cache: 33 -> 15 ns a row)."""
     if not (isinstance(src, types.Array) and isinstance(dst, types.Array)
             and src.dtype == dst.dtype and src.dtype in (types.float32, types.float64)
             and all(isinstance(a, types.Integer) for a in (sbase, sstride, nrows, ncols, dbase, dstride))):
@@ -429,6 +430,17 @@ def _tile_t(typingctx, src, sbase, sstride, nrows, ncols, dst, dbase, dstride):
         return context.get_dummy_value()
 
     return types.none(src, sbase, sstride, nrows, ncols, dst, dbase, dstride), codegen
+
+
+@njit(**_INLINE)
+def _transpose(src, sb, ss, nrows, ncols, dst, db, ds):
+    """``dst[db + j * ds + i] = src[sb + i * ss + j]`` for ``i < nrows``,
+    ``j < ncols``, a ``_tile_t`` tile at a time."""
+    tw = 64 // src.itemsize
+    for i0 in range(0, nrows, tw):
+        for j0 in range(0, ncols, tw):
+            _tile_t(src, sb + i0 * ss + j0, ss, min(tw, nrows - i0), min(tw, ncols - j0),
+                    dst, db + j0 * ds + i0, ds)
 
 
 @intrinsic
@@ -985,7 +997,6 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
     scratch lives on the stack.
     """
     lanes = _small_lanes(k, xf)
-    tw = 64 // xf.itemsize  # (_tile_t's W)
     tx = stack_array(xf, _SMALL_CAP)
     te = stack_array(xf, _SMALL_CAP)
     shv = stack_array(xf, SMALL_LANES)
@@ -996,11 +1007,8 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
         nb = min(lanes, r1 - b0)
         xb = xo + b0 * xs
         ob = oo + b0 * os
-        # the block turned around, a tile of W x W at a time (``_tile_t``)
-        for r0 in range(0, nb, tw):
-            for c0 in range(0, k, tw):
-                _tile_t(xf, xb + r0 * xs + c0, xs, min(tw, nb - r0), min(tw, k - c0),
-                        tx, c0 * lanes + r0, lanes)
+        # the block turned around (row r's element j to tx[j * lanes + r])
+        _transpose(xf, xb, xs, nb, k, tx, 0, lanes)
         # the row maxima (a NaN is ignored unless first: the row's sum is NaN either way)
         for r in range(nb):
             shv[r] = tx[r]
@@ -1047,10 +1055,7 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
                 ej = view(te, j * lanes, lanes)
                 for r in range(nb):
                     ej[r] = ej[r] * fac[r]
-            for r0 in range(0, nb, tw):
-                for c0 in range(0, k, tw):
-                    _tile_t(te, c0 * lanes + r0, lanes, min(tw, k - c0), min(tw, nb - r0),
-                            of, ob + r0 * os + c0, os)
+            _transpose(te, 0, lanes, k, nb, of, ob, os)
 
 
 @njit(**_INLINE)

@@ -437,6 +437,28 @@ def test_exp_for_nonpositive_arguments_matches_the_general_exp(dtype):
     np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vector_exps_give_the_scalar_exps_bits(dtype):
+    """The exponentials written out on whole vectors (``_vec.vec_exp``,
+    ``vec_exp_np``: the short-row blocks') give ``fexp``'s and
+    ``fexp_np``'s bits, over their whole ranges and for inf, -inf, NaN,
+    -0 and values past the clamps."""
+    from fastsoftmax.kernels.numba_backend import _vec
+    hi = 100.0 if dtype == np.float32 else 720.0
+    lo = -120.0 if dtype == np.float32 else -760.0
+    rng = np.random.default_rng(5)
+    x = np.concatenate([np.linspace(lo, hi, 200_000), rng.uniform(lo, hi, 100_000),
+                        -np.geomspace(1e-30, 1.0, 2000), np.geomspace(1e-30, 1.0, 2000),
+                        [-np.inf, np.inf, np.nan, -0.0, 0.0, 1e30, -1e30] * 16]).astype(dtype)
+    x = x[:x.size - x.size % 16]
+    for np_only, scalar in ((False, _exp.vexp), (True, _exp.vexp_np)):
+        xs = np.minimum(x, 0) if np_only else x  # fexp_np's range: x <= 0, -inf, NaN
+        got, want = np.full_like(xs, 7.0), np.empty_like(xs)
+        _vec.exp_by_vectors(xs, got, np_only)
+        scalar(xs, want)
+        np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
 def test_log_of_sums_against_numpy():
     """log64_ge1 (the vectorised log of log_softmax's sums of exponentials,
     x >= 1) is within 1 ulp of np.log, exact at 1, over [1, DBL_MAX]:

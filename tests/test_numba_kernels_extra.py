@@ -281,14 +281,14 @@ def test_scratch_rows_match_scipy(dtype):
 @pytest.mark.parametrize("k", [1, 2, 10, 31, 32, 33, 63])
 def test_short_rows_every_lane_of_the_row_blocks(dtype, k):
     """Short rows (``k < SMALL_K_F32 / SMALL_K_F64``, float32 to 63, float64 to 31:
-    ``SMALL_LANES`` rows per block of rows
-    of up to 32, half as many for longer ones, one lane each) for row counts
+    ``SMALL_LANES_F32`` / ``SMALL_LANES_F64`` rows per block, one lane each of
+    a 64-byte vector) for row counts
     around the block size, with NaN, +inf, -inf, an all -inf row and a
     far-off value in every lane in turn: SciPy's result, and the same bits
     from strided rows, a strided output and in place."""
     if k >= _small_k(dtype):
         pytest.skip("one row at a time in this dtype (test_scratch_rows_match_scipy)")
-    lanes = nb_softmax.SMALL_LANES if k <= 32 else nb_softmax.SMALL_LANES // 2
+    lanes = nb_softmax.SMALL_LANES_F32 if dtype == np.float32 else nb_softmax.SMALL_LANES_F64
     rng = np.random.default_rng(k)
     specials = (np.nan, np.inf, -np.inf, None, 80.0 if dtype == np.float32 else 700.0)
     for n in (1, lanes - 1, lanes, lanes + 1, 2 * lanes + 3):

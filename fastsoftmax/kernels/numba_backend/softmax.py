@@ -80,6 +80,8 @@ SMALL_LANES_F32 = 16
 SMALL_LANES_F64 = 8
 #: elements of a block of short rows' scratch (whole tiles: 64 x 16 float32, 32 x 8 float64)
 _SMALL_CAP = 64 * SMALL_LANES_F32
+#: rows of short-row log_softmax whose logs are taken together (a multiple of the block sizes)
+_SMALL_GROUP = 64
 _DBL_MAX = float(np.finfo(np.float64).max)
 #: below this many elements a call runs serially
 SERIAL_WORK = 1 << 15
@@ -1072,49 +1074,59 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
     lanes = 64 // xf.itemsize
     tx = stack_array(xf, _SMALL_CAP)
     te = stack_array(xf, _SMALL_CAP)
-    fac = stack_array(xf, 16)
-    s = stack_array(0.0, 16)
+    if log:
+        # the sums of up to _SMALL_GROUP rows (several blocks), then their
+        # logs in one call, then the rows' writing, each from the row itself
+        # (still in L1), by its lane's shift and log(sum)
+        shs = stack_array(xf, _SMALL_GROUP)
+        s = stack_array(0.0, _SMALL_GROUP)
+        for g0 in range(r0, r1, _SMALL_GROUP):
+            ng = min(_SMALL_GROUP, r1 - g0)
+            for b in range(0, ng, lanes):
+                nb = min(lanes, ng - b)
+                _transpose(xf, xo + (g0 + b) * xs, xs, nb, k, tx, 0, lanes, True)
+                m = _tile_max(tx, k, lanes)
+                # a +inf or NaN max shifts by 0, and then needs the general exp
+                sh = vfinite_or_zero(m)
+                acc = vzero(m, True)
+                if vcount_not_finite(m, nb) == 0:
+                    for j in range(k):
+                        acc = vadd(acc, vwiden(vec_exp_np(vsub(vload(tx, j * lanes), sh))))
+                else:
+                    for j in range(k):
+                        acc = vadd(acc, vwiden(vec_exp(vsub(vload(tx, j * lanes), sh))))
+                vstore(s, b, acc)
+                vstore(shs, b, sh)
+            _log_sums(s, te, ng)
+            for r in range(ng):
+                _shifted_span(xf, xo + (g0 + r) * xs, of, oo + (g0 + r) * os, k, shs[r], te[r])
+        return
     for b0 in range(r0, r1, lanes):
         nb = min(lanes, r1 - b0)
-        xb = xo + b0 * xs
         ob = oo + b0 * os
-        # the block turned around (row r's element j to tx[j * lanes + r])
-        _transpose(xf, xb, xs, nb, k, tx, 0, lanes, True)
-        # the row maxima (a NaN is ignored unless first: the row's sum is NaN either way)
-        m = vload(tx, 0)
-        for j in range(1, k):
-            m = vgt(vload(tx, j * lanes), m)
-        # every x - shift <= 0, -inf or NaN (fexp_np), unless log_softmax
-        # shifts a +inf or NaN max to 0 (then fexp)
-        sh = m
-        bad = 0
-        if log:
-            bad = vcount_not_finite(m, nb)
-            sh = vfinite_or_zero(m)
+        _transpose(xf, xo + b0 * xs, xs, nb, k, tx, 0, lanes, True)
+        # x - max: every one <= 0, -inf or NaN (fexp_np)
+        m = _tile_max(tx, k, lanes)
         acc = vzero(m, True)
-        if log:
-            # (the exponentials only summed: the result is x - shift - log(sum))
-            if bad == 0:
-                for j in range(k):
-                    acc = vadd(acc, vwiden(vec_exp_np(vsub(vload(tx, j * lanes), sh))))
-            else:
-                for j in range(k):
-                    acc = vadd(acc, vwiden(vec_exp(vsub(vload(tx, j * lanes), sh))))
-            vstore(s, 0, acc)
-            vstore(fac, 0, sh)
-            _log_sums(s, te, nb)
-            # row by row from the rows themselves (still in L1), lane r's shift and log(sum)
-            for r in range(nb):
-                _shifted_span(xf, xb + r * xs, of, ob + r * os, k, fac[r], te[r])
-        else:
-            for j in range(k):
-                e = vec_exp_np(vsub(vload(tx, j * lanes), sh))
-                vstore(te, j * lanes, e)
-                acc = vadd(acc, vwiden(e))
-            f = vrecip(acc, m)
-            for j in range(k):
-                vstore(te, j * lanes, vmul(vload(te, j * lanes), f))
-            _transpose(te, 0, lanes, k, nb, of, ob, os, False)
+        for j in range(k):
+            e = vec_exp_np(vsub(vload(tx, j * lanes), m))
+            vstore(te, j * lanes, e)
+            acc = vadd(acc, vwiden(e))
+        f = vrecip(acc, m)
+        for j in range(k):
+            vstore(te, j * lanes, vmul(vload(te, j * lanes), f))
+        _transpose(te, 0, lanes, k, nb, of, ob, os, False)
+
+
+@njit(**_INLINE)
+def _tile_max(tx, k, lanes):
+    """The row maxima of a block turned around (``_small_rows``'s ``tx``,
+    rows of ``k``): a NaN is ignored unless first (the row's sum is NaN
+    either way)."""
+    m = vload(tx, 0)
+    for j in range(1, k):
+        m = vgt(vload(tx, j * lanes), m)
+    return m
 
 
 @njit(**_INLINE)

@@ -367,6 +367,39 @@ def _masked_mem(builder, op, vty):
     return fn
 
 
+class _VecGen:
+    """Codegen helper of the 64-byte vector intrinsics on the float arrays
+    of argument 0's type: ``w`` lanes, their vector types, the ``llvm.masked``
+    load and store, and the arguments as ``intp`` (``arg``) or data pointers
+    (``data``)."""
+
+    def __init__(self, context, builder, signature, args):
+        self.context, self.builder, self.signature, self.args = context, builder, signature, args
+        self.f32 = signature.args[0].dtype == types.float32
+        self.w = w = 16 if self.f32 else 8
+        self.vty = ir.VectorType(ir.FloatType() if self.f32 else ir.DoubleType(), w)
+        self.i32 = ir.IntType(32)
+        self.v32 = ir.VectorType(self.i32, w)
+        self.intp = context.get_value_type(types.intp)
+        self.item = ir.Constant(self.i32, 4 if self.f32 else 8)
+        self.iota = ir.Constant(self.v32, list(range(w)))
+        self.load = _masked_mem(builder, "load", self.vty)
+        self.store = _masked_mem(builder, "store", self.vty)
+
+    def arg(self, pos):
+        return self.context.cast(self.builder, self.args[pos], self.signature.args[pos], types.intp)
+
+    def data(self, pos):
+        return self.context.make_array(self.signature.args[pos])(self.context, self.builder,
+                                                                 value=self.args[pos]).data
+
+    def splat(self, v):
+        """``v`` (an i32 or a float) in every lane."""
+        b = self.builder
+        u = b.insert_element(ir.Constant(ir.VectorType(v.type, self.w), None), v, ir.Constant(self.i32, 0))
+        return b.shuffle_vector(u, u, ir.Constant(self.v32, None))
+
+
 @intrinsic
 def _tile_t(typingctx, src, sbase, sstride, nrows, ncols, dst, dbase, dstride, whole):
     """Transpose a tile of at most W x W elements (W = 16 float32, 8
@@ -388,31 +421,14 @@ def _tile_t(typingctx, src, sbase, sstride, nrows, ncols, dst, dbase, dstride, w
         return None
 
     def codegen(context, builder, signature, args):
-        f32 = signature.args[0].dtype == types.float32
-        w = 16 if f32 else 8
-        ety = ir.FloatType() if f32 else ir.DoubleType()
-        vty = ir.VectorType(ety, w)
-        i32 = ir.IntType(32)
-        v32 = ir.VectorType(i32, w)
-        intp = context.get_value_type(types.intp)
-
-        def arg(pos):
-            return context.cast(builder, args[pos], signature.args[pos], types.intp)
-
-        def data(pos):
-            return context.make_array(signature.args[pos])(context, builder, value=args[pos]).data
-
-        def splat(v):
-            u = builder.insert_element(ir.Constant(v32, None), v, ir.Constant(i32, 0))
-            return builder.shuffle_vector(u, u, ir.Constant(v32, None))
-
-        sdata, ddata = data(0), data(5)
-        sb, ss, nr, nc, db, ds = arg(1), arg(2), arg(3), arg(4), arg(6), arg(7)
+        g = _VecGen(context, builder, signature, args)
+        w, vty, i32, v32, intp, item, iota, splat = g.w, g.vty, g.i32, g.v32, g.intp, g.item, g.iota, g.splat
+        f32 = g.f32
+        sdata, ddata = g.data(0), g.data(5)
+        sb, ss, nr, nc, db, ds = g.arg(1), g.arg(2), g.arg(3), g.arg(4), g.arg(6), g.arg(7)
         nr32, nc32 = splat(builder.trunc(nr, i32)), splat(builder.trunc(nc, i32))
-        iota = ir.Constant(v32, list(range(w)))
         zero = ir.Constant(vty, None)
-        item = ir.Constant(i32, 4 if f32 else 8)
-        load, store = _masked_mem(builder, "load", vty), _masked_mem(builder, "store", vty)
+        load, store = g.load, g.store
         cols = builder.icmp_unsigned("<", iota, nc32)
         vecs = []
         for i in range(w):
@@ -468,35 +484,17 @@ def _shifted_span(typingctx, src, sbase, dst, dbase, n, shift, lse):
         return None
 
     def codegen(context, builder, signature, args):
-        f32 = signature.args[0].dtype == types.float32
-        w = 16 if f32 else 8
-        ety = ir.FloatType() if f32 else ir.DoubleType()
-        vty = ir.VectorType(ety, w)
-        i32 = ir.IntType(32)
-        v32 = ir.VectorType(i32, w)
-        intp = context.get_value_type(types.intp)
-
-        def arg(pos):
-            return context.cast(builder, args[pos], signature.args[pos], types.intp)
-
-        def data(pos):
-            return context.make_array(signature.args[pos])(context, builder, value=args[pos]).data
-
-        def splat(v, ty):
-            u = builder.insert_element(ir.Constant(ty, None), v, i32(0))
-            return builder.shuffle_vector(u, u, ir.Constant(v32, None))
-
-        sdata, ddata = data(0), data(2)
-        sb, db, cnt = arg(1), arg(3), arg(4)
-        shv, lsev = splat(args[5], vty), splat(args[6], vty)
-        load, store = _masked_mem(builder, "load", vty), _masked_mem(builder, "store", vty)
-        iota = ir.Constant(v32, list(range(w)))
-        item = ir.Constant(i32, 4 if f32 else 8)
+        g = _VecGen(context, builder, signature, args)
+        w, vty, i32, intp, item, iota, splat = g.w, g.vty, g.i32, g.intp, g.item, g.iota, g.splat
+        sdata, ddata = g.data(0), g.data(2)
+        sb, db, cnt = g.arg(1), g.arg(3), g.arg(4)
+        shv, lsev = splat(args[5]), splat(args[6])
+        load, store = g.load, g.store
         nchunks = builder.udiv(builder.add(cnt, ir.Constant(intp, w - 1)), ir.Constant(intp, w))
         with cgutils.for_range(builder, nchunks) as loop:
             j0 = builder.mul(loop.index, ir.Constant(intp, w))
             left = builder.trunc(builder.sub(cnt, j0), i32)
-            ok = builder.icmp_signed("<", iota, splat(left, v32))
+            ok = builder.icmp_signed("<", iota, splat(left))
             sp = builder.bitcast(builder.gep(sdata, [builder.add(sb, j0)]), vty.as_pointer())
             dp = builder.bitcast(builder.gep(ddata, [builder.add(db, j0)]), vty.as_pointer())
             v = builder.call(load, [sp, item, ok, ir.Constant(vty, None)])

@@ -345,13 +345,17 @@ def test_log_softmax_float32_at_a_dominant_max_as_a_double_sum(backend, k, axis)
 
 
 @pytest.mark.parametrize("axis", [1, 0])
-@pytest.mark.parametrize("k", [2, 10, 40, 100, 1000, 3000])
+@pytest.mark.parametrize("k", [2, 10, 40, 100, 1000, 3000, 200_000])
 def test_log_softmax_float32_within_two_eps_of_float64(backend, k, axis):
     """float32 log_softmax against SciPy's float64 log_softmax of the same
     float32 input: within 2 eps of max(|y|, 1), whatever the backend's sums
     (float32 sums of random rows: the Numba backend redoes a small sum in
     float64, see ``_redo64``; measured at most 1.45 eps), over scales from
-    flat rows to peaked ones."""
+    flat rows to peaked ones; 200_000: long rows, whose chunks' sums are
+    small where the row's total is not (the Numba backend then keeps its
+    float32 chunk sums)."""
+    if axis == 0 and k > 3000:
+        pytest.skip("a long column: the same code as k = 3000")
     rng = np.random.default_rng(k)
     eps = np.finfo(np.float32).eps
     for scale in (0.1, 1.0, 3.0, 10.0, 30.0):

@@ -940,25 +940,36 @@ def _row_scratch(xr, orow, log, scratch, nf, nb, nt):
 @njit(**_INLINE)
 def _chunk_partial(xr, c, mpart, spart, i, log):
     """Partials of chunk ``c`` of row ``xr``: ``mpart[i, c]`` = its max,
-    ``spart[i, c]`` = sum of exp(x - shift), shift = max, or 0 if not finite
-    (float32 log_softmax: redone in float64, see ``_redo64``)."""
+    ``spart[i, c]`` = sum of exp(x - shift), shift = max, or 0 if not finite,
+    summed in x's type (float32 log_softmax: redone in float64 when the
+    row's total calls for it, see ``_combine``)."""
     _wide_vectors()
-    start = c * CHUNK
-    size = min(CHUNK, xr.shape[0] - start)
-    xv = view(xr, start, size)  # indices from 0: vectorises (no wraparound code)
-    m = _max(xv, 0, size)
-    shift = m if _finite(m) else like(0.0, m)
+    xv = _chunk(xr, c)  # indices from 0: vectorises (no wraparound code)
+    m = _max(xv, 0, xv.shape[0])
     mpart[i, c] = m
-    ok = _np_ok(m, shift)
-    s = _sum_exp_np(xv, shift, 0, size, ok, like(0.0, shift))
-    spart[i, c] = s
-    if log and _redo64(s, xv):
-        spart[i, c] = _sum_exp_np(xv, shift, 0, size, ok, 0.0)
+    spart[i, c] = _chunk_sum(xv, m, like(0.0, m))
 
 
 @njit(**_INLINE)
-def _combine(mpart, spart, i, log):
-    """(shift, scale) of long row ``i`` from its chunk partials, in chunk order."""
+def _chunk(xr, c):
+    """Chunk ``c`` of row ``xr``, as a view."""
+    start = c * CHUNK
+    return view(xr, start, min(CHUNK, xr.shape[0] - start))
+
+
+@njit(**_INLINE)
+def _chunk_sum(xv, m, zero):
+    """Sum of exp(xv - shift) in ``zero``'s type, ``m`` = max(xv), shift =
+    m, or 0 if not finite."""
+    shift = m if _finite(m) else like(0.0, m)
+    return _sum_exp_np(xv, shift, 0, xv.shape[0], _np_ok(m, shift), zero)
+
+
+@njit(**_INLINE)
+def _total(mpart, spart, i, log):
+    """(max, reference, total) of long row ``i``: the sum of exponentials
+    against the reference (the max, or 0 for log_softmax when it is not
+    finite) from the chunk partials, in chunk order."""
     nch = spart.shape[1]
     m = mpart[i, 0]
     for c in range(1, nch):
@@ -972,6 +983,26 @@ def _combine(mpart, spart, i, log):
         else:
             shift_c = mc if _finite(mc) else like(0.0, mc)
             total += spart[i, c] * np.exp(np.float64(shift_c) - np.float64(ref))
+    return m, ref, total
+
+
+@njit(**_INLINE)
+def _combine(xr, mpart, spart, i, log):
+    """(shift, scale) of long row ``i`` (``xr``) from its chunk partials.
+
+    float32 log_softmax: the chunks were summed in float32, and the total
+    carries their relative error, at most the largest chunk's whatever
+    the chunks' sizes; its effect on the result is amplified by
+    ``1 / log(total)`` (``_redo64``), so below ``_REDO_BELOW`` every
+    chunk is summed again in float64.  The test is on the total, not on
+    each chunk: a chunk's small sum is harmless when the total is large,
+    and 3 x normal logits give chunk sums near 8 (a chunk redone
+    per 2-3: (1, 10_000_000) log_softmax took 1.15x softmax)."""
+    m, ref, total = _total(mpart, spart, i, log)
+    if log and _redo64(total, xr):
+        for c in range(spart.shape[1]):
+            spart[i, c] = _chunk_sum(_chunk(xr, c), mpart[i, c], 0.0)
+        m, ref, total = _total(mpart, spart, i, log)
     if log:
         return ref, like(np.log(total), m)
     if not _finite(m):
@@ -987,9 +1018,7 @@ def _write_chunk(xr, orow, c, shift, scale, log, nt):
     against the exponentials in a scratch block, scaled and streamed out),
     then a fence."""
     _wide_vectors()
-    start = c * CHUNK
-    stop = min(start + CHUNK, xr.shape[0])
-    _write(view(xr, start, stop - start), view(orow, start, stop - start), shift, scale, log, nt)
+    _write(_chunk(xr, c), _chunk(orow, c), shift, scale, log, nt)
     if nt:
         _stream_fence()
 
@@ -1001,7 +1030,7 @@ def _long_row(xr, orow, log, mpart, spart, i, nt):
     nch = spart.shape[1]
     for c in range(nch):
         _chunk_partial(xr, c, mpart, spart, i, log)
-    shift, scale = _combine(mpart, spart, i, log)
+    shift, scale = _combine(xr, mpart, spart, i, log)
     for c in range(nch - 1, -1, -1):
         _write_chunk(xr, orow, c, shift, scale, log, nt)
 
@@ -1249,7 +1278,7 @@ def _long_finish(xf, xo, xs, of, oo, os, n, k, log, mpart, spart, nt):
     shift = np.empty(n, dtype=xf.dtype)
     scale = np.empty(n, dtype=xf.dtype)
     for i in range(n):
-        shift[i], scale[i] = _combine(mpart, spart, i, log)
+        shift[i], scale[i] = _combine(view(xf, xo + i * xs, k), mpart, spart, i, log)
     for g in prange(_finish_groups(units)):
         ng = _finish_groups(units)
         for t in range(g * units // ng, (g + 1) * units // ng):
@@ -1265,7 +1294,7 @@ def _long_finish_inplace(bf, bo, bs, n, k, log, mpart, spart, nt):
     shift = np.empty(n, dtype=bf.dtype)
     scale = np.empty(n, dtype=bf.dtype)
     for i in range(n):
-        shift[i], scale[i] = _combine(mpart, spart, i, log)
+        shift[i], scale[i] = _combine(view(bf, bo + i * bs, k), mpart, spart, i, log)
     for g in prange(_finish_groups(units)):
         ng = _finish_groups(units)
         for t in range(g * units // ng, (g + 1) * units // ng):

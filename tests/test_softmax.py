@@ -344,6 +344,34 @@ def test_log_softmax_float32_at_a_dominant_max_as_a_double_sum(backend, k, axis)
     assert (np.abs(got - want) <= 3 * eps * np.abs(want) + 2.0 ** -52).all()
 
 
+@pytest.mark.parametrize("k", [64, 100, 1000, 1003])
+def test_log_softmax_float32_ties_at_a_dominant_max(backend, k):
+    """float32 log_softmax where the max is reached 1, 2 or 3 times
+    (anywhere: the same or different vector lanes, groups, the row's
+    tail) and dominates the rest: at the max, -log(count + rest) to float
+    precision against SciPy's float64, whatever the kernel's sums do with
+    the exponentials equal to 1 (integer logits, whose differences float32
+    holds exactly: a rounded ``x - max`` would carry its own error into
+    ``rest``)."""
+    rng = np.random.default_rng(k)
+    rows = []
+    for i in range(48):
+        # integers: x - max exact in float32, as in SciPy's float64
+        r = -20.0 - (i % 5) * 4.0 - rng.integers(0, 40, k)
+        at = rng.choice(k, size=1 + i % 3, replace=False)
+        if i % 4 == 0:
+            at[-1] = k - 1 - (i // 4) % 3          # one of them near the row's end
+        r[at] = 3.0
+        rows.append(r)
+    x = np.array(rows, dtype=np.float32)
+    got = log_softmax(x, axis=1, backend=backend).astype(np.float64)
+    want = sc.log_softmax(x.astype(np.float64), axis=1)
+    eps = np.finfo(np.float32).eps
+    at_max = x == x.max(axis=1, keepdims=True)
+    assert (np.abs(got - want)[at_max] <= 3 * eps * np.abs(want[at_max]) + 2.0 ** -52).all()
+    assert (np.abs(got - want) <= 2 * eps * np.maximum(np.abs(want), 1.0)).all()
+
+
 @pytest.mark.parametrize("axis", [1, 0])
 @pytest.mark.parametrize("k", [2, 10, 40, 100, 1000, 3000, 200_000])
 def test_log_softmax_float32_within_two_eps_of_float64(backend, k, axis):

@@ -25,10 +25,59 @@ from numba.extending import intrinsic, models, register_model
 from . import _exp as _e
 from ._runtime import element_pointer
 
-__all__ = ["exp_by_vectors", "vload", "vstore", "vzero", "vgt", "vsub", "vmul", "vadd", "vwiden",
-           "vrecip", "vec_exp", "vec_exp_np", "vfinite_or_zero", "vcount_not_finite"]
+__all__ = ["exp_by_vectors", "vload", "vload_part", "vstore", "vzero", "vsplat", "vgt", "vsub", "vmul",
+           "vadd", "vwiden", "vrecip", "vec_exp", "vec_exp_np", "vfinite_or_zero", "vcount_not_finite",
+           "vadd_ne1", "vhead", "vcount1", "vhsum", "vhmax", "vcount_eq", "by_halves", "masked_mem", "maxnum"]
 
 _BYTES = 64
+
+
+def by_halves(builder, a, op):
+    """Codegen helper: the lanes of vector ``a`` combined by halves with
+    ``op(builder, lo, hi)`` (``lanes[:h]`` with ``lanes[h:]``, repeatedly):
+    the first lane of the result."""
+    i32 = ir.IntType(32)
+    n = a.type.count
+    while n > 1:
+        h = n // 2
+        lo = builder.shuffle_vector(a, a, ir.Constant(ir.VectorType(i32, h), list(range(h))))
+        hi = builder.shuffle_vector(a, a, ir.Constant(ir.VectorType(i32, h), list(range(h, n))))
+        a = op(builder, lo, hi)
+        n = h
+    return builder.extract_element(a, ir.Constant(i32, 0))
+
+
+def masked_mem(builder, op, vty):
+    """Codegen helper: ``llvm.masked.load`` / ``llvm.masked.store`` for vectors ``vty``."""
+    i1v = ir.VectorType(ir.IntType(1), vty.count)
+    suffix = "v%d%s" % (vty.count, "f32" if isinstance(vty.element, ir.FloatType) else "f64")
+    name = "llvm.masked.%s.%s.p0" % (op, suffix)
+    fn = builder.module.globals.get(name)
+    if fn is None:
+        ptr, i32 = vty.as_pointer(), ir.IntType(32)
+        if op == "load":
+            fnty = ir.FunctionType(vty, [ptr, i32, i1v, vty])
+        else:
+            fnty = ir.FunctionType(ir.VoidType(), [vty, ptr, i32, i1v])
+        fn = ir.Function(builder.module, fnty, name)
+    return fn
+
+
+def maxnum(builder, a, b):
+    """Codegen helper: ``llvm.maxnum`` of two float vectors (a NaN lane gives the other's)."""
+    ty = a.type
+    name = "llvm.maxnum.v%d%s" % (ty.count, "f32" if isinstance(ty.element, ir.FloatType) else "f64")
+    fn = builder.module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(builder.module, ir.FunctionType(ty, [ty, ty]), name)
+    return builder.call(fn, [a, b])
+
+
+def _splat(builder, v, count):
+    """Scalar ``v`` in each of ``count`` lanes."""
+    i32 = ir.IntType(32)
+    u = builder.insert_element(ir.Constant(ir.VectorType(v.type, count), None), v, ir.Constant(i32, 0))
+    return builder.shuffle_vector(u, u, ir.Constant(ir.VectorType(i32, count), None))
 
 
 class Vec(types.Type):
@@ -75,6 +124,84 @@ def vload(typingctx, buf, start):
         return builder.load(builder.bitcast(p, _vty(vec).as_pointer()), align=buf.dtype.bitwidth // 8)
 
     return vec(buf, start), codegen
+
+
+@intrinsic
+def vload_part(typingctx, buf, start, n, fill):
+    """Lane ``j`` = ``buf[start + j]`` for ``j < n``, else ``fill`` (a
+    masked load: nothing past ``n`` is read), unchecked."""
+    if not (_is_float_array(buf) and isinstance(start, types.Integer) and isinstance(n, types.Integer)
+            and fill == buf.dtype):
+        return None
+    vec = _native(buf.dtype)
+
+    def codegen(context, builder, signature, args):
+        vty = _vty(vec)
+        i32 = ir.IntType(32)
+        p = builder.bitcast(element_pointer(context, builder, signature, args, 0), vty.as_pointer())
+        nn = builder.trunc(context.cast(builder, args[2], signature.args[2], types.intp), i32)
+        ok = builder.icmp_signed("<", ir.Constant(ir.VectorType(i32, vec.count), list(range(vec.count))),
+                                 _splat(builder, nn, vec.count))
+        return builder.call(masked_mem(builder, "load", vty),
+                            [p, ir.Constant(i32, buf.dtype.bitwidth // 8), ok,
+                             _splat(builder, args[3], vec.count)])
+
+    return vec(buf, start, n, fill), codegen
+
+
+@intrinsic
+def vsplat(typingctx, buf, s):
+    """``s`` in every lane of a vector of ``buf``'s type."""
+    if not (_is_float_array(buf) and s == buf.dtype):
+        return None
+    vec = _native(buf.dtype)
+
+    def codegen(context, builder, signature, args):
+        return _splat(builder, args[1], vec.count)
+
+    return vec(buf, s), codegen
+
+
+@intrinsic
+def vhsum(typingctx, v):
+    """The lanes of ``v`` added by halves (``lanes[:h] + lanes[h:]``,
+    repeatedly): a scalar of ``v``'s type, in a fixed order."""
+    if not isinstance(v, Vec):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return by_halves(builder, args[0], lambda b, lo, hi: b.fadd(lo, hi))
+
+    return v.dtype(v), codegen
+
+
+@intrinsic
+def vhmax(typingctx, v):
+    """The largest lane of ``v``, NaN ignored (``maxnum`` by halves; NaN
+    only if every lane is)."""
+    if not isinstance(v, Vec):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return by_halves(builder, args[0], maxnum)
+
+    return v.dtype(v), codegen
+
+
+@intrinsic
+def vcount_eq(typingctx, v, s):
+    """How many lanes of ``v`` equal ``s``."""
+    if not (isinstance(v, Vec) and s == v.dtype):
+        return None
+
+    def codegen(context, builder, signature, args):
+        x = args[0]
+        eq = builder.fcmp_ordered("==", x, _splat(builder, args[1], v.count))
+        bits = builder.bitcast(eq, ir.IntType(v.count))
+        fn = builder.module.declare_intrinsic("llvm.ctpop", [ir.IntType(v.count)])
+        return builder.zext(builder.call(fn, [bits]), context.get_value_type(types.intp))
+
+    return types.intp(v, s), codegen
 
 
 @intrinsic
@@ -283,6 +410,53 @@ def _lanewise(emit, doc):
     return intrinsic(impl)
 
 
+@intrinsic
+def vadd_ne1(typingctx, acc, v):
+    """``acc + v`` in the lanes where ``v`` is not 1 (NaN included), ``acc``
+    where it is (a masked add)."""
+    if not (isinstance(acc, Vec) and acc == v):
+        return None
+
+    def codegen(context, builder, signature, args):
+        a, x = args
+        one = ir.Constant(x.type, [ir.Constant(x.type.element, 1.0)] * x.type.count)
+        return builder.select(builder.fcmp_ordered("==", x, one), a, builder.fadd(a, x))
+
+    return acc(acc, v), codegen
+
+
+@intrinsic
+def vhead(typingctx, v, n, fill):
+    """``v`` with its first ``n`` lanes replaced by ``fill``."""
+    if not (isinstance(v, Vec) and isinstance(n, types.Integer) and fill == v.dtype):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        nn = builder.trunc(context.cast(builder, args[1], signature.args[1], types.intp), i32)
+        head = builder.icmp_signed("<", ir.Constant(ir.VectorType(i32, v.count), list(range(v.count))),
+                                   _splat(builder, nn, v.count))
+        return builder.select(head, _splat(builder, args[2], v.count), args[0])
+
+    return v(v, n, fill), codegen
+
+
+@intrinsic
+def vcount1(typingctx, v):
+    """How many lanes of ``v`` are 1 (a mask's population count: integer
+    work, off the floating-point ports)."""
+    if not isinstance(v, Vec):
+        return None
+
+    def codegen(context, builder, signature, args):
+        x = args[0]
+        cnt = x.type.count
+        one = ir.Constant(x.type, [ir.Constant(x.type.element, 1.0)] * cnt)
+        bits = builder.bitcast(builder.fcmp_ordered("==", x, one), ir.IntType(cnt))
+        fn = builder.module.declare_intrinsic("llvm.ctpop", [ir.IntType(cnt)])
+        return builder.zext(builder.call(fn, [bits]), context.get_value_type(types.intp))
+
+    return types.intp(v), codegen
 vec_exp_np = _lanewise(_exp_np_ir, "``fexp_np`` of every lane (arguments <= 0, -inf or NaN).")
 vec_exp = _lanewise(_exp_ir, "``fexp`` of every lane.")
 

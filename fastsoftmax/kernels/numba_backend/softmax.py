@@ -32,8 +32,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 from ._exp import fexp, fexp_np, fmax, like, log64_ge1
-from ._vec import (vadd, vcount_not_finite, vec_exp, vec_exp_np, vfinite_or_zero, vgt, vload, vmul,
-                   vrecip, vstore, vsub, vwiden, vzero)
+from ._vec import (by_halves, masked_mem, maxnum, vcount_eq, vhmax, vadd, vcount_not_finite, vcount1, vec_exp, vec_exp_np,
+                   vfinite_or_zero, vgt, vhead, vhsum, vload, vload_part, vmul, vadd_ne1, vrecip, vsplat, vstore,
+                   vsub, vwiden, vzero)
 from ._runtime import (LazyKernel, arr, check_layer, element_pointer, flat, parallel_lock,
                        prefetch_intrinsic, stack_array, use_threads, view)
 
@@ -224,21 +225,6 @@ def _lanes_add(typingctx, acc, buf, start):
     return acc(acc, buf, start), codegen
 
 
-def _by_halves(builder, a, op):
-    """Codegen helper: the lanes of vector ``a`` combined by halves with
-    ``op(builder, lo, hi)`` (``lanes[:h]`` with ``lanes[h:]``, repeatedly):
-    the first lane of the result."""
-    i32 = ir.IntType(32)
-    n = a.type.count
-    while n > 1:
-        h = n // 2
-        lo = builder.shuffle_vector(a, a, ir.Constant(ir.VectorType(i32, h), list(range(h))))
-        hi = builder.shuffle_vector(a, a, ir.Constant(ir.VectorType(i32, h), list(range(h, n))))
-        a = op(builder, lo, hi)
-        n = h
-    return builder.extract_element(a, ir.Constant(i32, 0))
-
-
 def _fadd(builder, a, b):
     return builder.fadd(a, b)
 
@@ -284,7 +270,7 @@ def _sum64(typingctx, buf, start, n):
             builder.store(builder.fadd(builder.load(accs[0]), load8(o)), accs[0])
         a = builder.fadd(builder.fadd(builder.load(accs[0]), builder.load(accs[1])),
                          builder.fadd(builder.load(accs[2]), builder.load(accs[3])))
-        total = cgutils.alloca_once_value(builder, _by_halves(builder, a, _fadd))
+        total = cgutils.alloca_once_value(builder, by_halves(builder, a, _fadd))
         done = builder.add(done, builder.mul(n8, ir.Constant(intp, 8)))
         with cgutils.for_range(builder, builder.sub(count, done)) as loop:
             v = builder.load(builder.gep(base, [builder.add(done, loop.index)]))
@@ -309,14 +295,6 @@ def _lanes_load(typingctx, buf, start):
     return _Lanes(buf.dtype)(buf, start), codegen
 
 
-def _maxnum(builder, a, b):
-    """``llvm.maxnum`` of two float vectors."""
-    ty = a.type
-    name = "llvm.maxnum.v%d%s" % (ty.count, "f32" if isinstance(ty.element, ir.FloatType) else "f64")
-    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty, ty]), name)
-    return builder.call(fn, [a, b])
-
-
 @intrinsic
 def _lanes_max(typingctx, acc, buf, start):
     """``maxnum(acc, buf[start:start + lanes])``, lane by lane (a NaN is
@@ -326,20 +304,20 @@ def _lanes_max(typingctx, acc, buf, start):
         return None
 
     def codegen(context, builder, signature, args):
-        return _maxnum(builder, args[0], _load_lanes(context, builder, signature, args, 1, signature.args[0].dtype))
+        return maxnum(builder, args[0], _load_lanes(context, builder, signature, args, 1, signature.args[0].dtype))
 
     return acc(acc, buf, start), codegen
 
 
 def _lanes_reduction(op, doc):
     """An intrinsic ``f(acc)``: the lanes of ``acc`` combined by halves with
-    ``op`` (``_by_halves``), documented by ``doc``."""
+    ``op`` (``by_halves``), documented by ``doc``."""
     def impl(typingctx, acc):
         if not isinstance(acc, _Lanes):
             return None
 
         def codegen(context, builder, signature, args):
-            return _by_halves(builder, args[0], op)
+            return by_halves(builder, args[0], op)
 
         return acc.dtype(acc), codegen
 
@@ -348,23 +326,7 @@ def _lanes_reduction(op, doc):
 
 
 _lanes_total = _lanes_reduction(_fadd, "The lanes added by halves (``lanes[:h] + lanes[h:]``, repeatedly).")
-_lanes_max_total = _lanes_reduction(_maxnum, "``maxnum`` of the lanes (by halves): NaN only if every lane is NaN.")
-
-
-def _masked_mem(builder, op, vty):
-    """``llvm.masked.load`` / ``llvm.masked.store`` for vectors ``vty``."""
-    i1v = ir.VectorType(ir.IntType(1), vty.count)
-    suffix = "v%d%s" % (vty.count, "f32" if isinstance(vty.element, ir.FloatType) else "f64")
-    name = "llvm.masked.%s.%s.p0" % (op, suffix)
-    fn = builder.module.globals.get(name)
-    if fn is None:
-        ptr, i32 = vty.as_pointer(), ir.IntType(32)
-        if op == "load":
-            fnty = ir.FunctionType(vty, [ptr, i32, i1v, vty])
-        else:
-            fnty = ir.FunctionType(ir.VoidType(), [vty, ptr, i32, i1v])
-        fn = ir.Function(builder.module, fnty, name)
-    return fn
+_lanes_max_total = _lanes_reduction(maxnum, "``maxnum`` of the lanes (by halves): NaN only if every lane is NaN.")
 
 
 class _VecGen:
@@ -383,8 +345,8 @@ class _VecGen:
         self.intp = context.get_value_type(types.intp)
         self.item = ir.Constant(self.i32, 4 if self.f32 else 8)
         self.iota = ir.Constant(self.v32, list(range(w)))
-        self.load = _masked_mem(builder, "load", self.vty)
-        self.store = _masked_mem(builder, "store", self.vty)
+        self.load = masked_mem(builder, "load", self.vty)
+        self.store = masked_mem(builder, "store", self.vty)
 
     def arg(self, pos):
         return self.context.cast(self.builder, self.args[pos], self.signature.args[pos], types.intp)
@@ -789,14 +751,121 @@ def _redo64(s, buf):
     return buf.itemsize == 4 and s < _REDO_BELOW
 
 
+#: float32 log_softmax's sums of rows in cache (``_sum_ne1``): vectors per float32 block
+_NE1_BLOCK = 16
+
+
 @njit(**_INLINE)
-def _row_log_sum(xr, orow, scratch):
-    """log_softmax of one row of at most LONG_ROW elements, its sums:
-    ``(shift, s)``, the result being ``(x - shift) - log(s)`` (``s`` in
-    float64; ``scratch``: room for the exponentials when out is x, else
-    empty)."""
+def _tail_vec(xr, j, fill):
+    """``xr[j:]`` (fewer than a vector's lanes) as a vector: the row's last
+    vector with the lanes before ``j`` set to ``fill``, or, in a row shorter
+    than a vector, a masked load with ``fill`` past the row."""
     k = xr.shape[0]
-    m = _max_lanes(xr, k)
+    w = 64 // xr.itemsize
+    return vhead(vload(xr, k - w), w - (k - j), fill) if k >= w else vload_part(xr, 0, k, fill)
+
+
+@njit(**_INLINE)
+def _max_rot(xr):
+    """``(m, rot)``: the max of row ``xr`` (NaN ignored; -inf for a row of
+    -inf and NaN only, where ``_max_lanes`` gives NaN for one of NaN only)
+    and the accumulator that ``_sum_ne1`` leaves the exponentials equal
+    to 1 out of.  The max is taken in four vector accumulators over groups
+    of four vectors, as ``_sum_ne1`` adds; when exactly one lane of one of
+    them holds ``m``, ``rot`` is that one (0 when none does: the max is in
+    the rest), else -1 (ties: the sum is taken in float64 instead)."""
+    k = xr.shape[0]
+    w = 64 // xr.itemsize
+    ninf = like(-np.inf, xr[0])
+    c0 = vsplat(xr, ninf)
+    c1 = c0
+    c2 = c0
+    c3 = c0
+    t = c0
+    g = 4 * w
+    j = 0
+    while j + g <= k:
+        c0 = vgt(vload(xr, j), c0)
+        c1 = vgt(vload(xr, j + w), c1)
+        c2 = vgt(vload(xr, j + 2 * w), c2)
+        c3 = vgt(vload(xr, j + 3 * w), c3)
+        j += g
+    while j + w <= k:
+        t = vgt(vload(xr, j), t)
+        j += w
+    if j < k:
+        t = vgt(_tail_vec(xr, j, ninf), t)
+    m = vhmax(vgt(vgt(c0, c1), vgt(vgt(c2, c3), t)))
+    n0, n1, n2, n3 = vcount_eq(c0, m), vcount_eq(c1, m), vcount_eq(c2, m), vcount_eq(c3, m)
+    n = n0 + n1 + n2 + n3
+    if n == 0:
+        return m, 0
+    if n > 1:
+        return m, -1
+    return m, 0 if n0 else (1 if n1 else (2 if n2 else 3))
+
+
+@njit(**_INLINE)
+def _sum_ne1(xr, m, rot):
+    """float64 sum of ``exp(xr - m)``, ``m`` the row's max (or 0 when that is
+    -inf: see ``_np_ok``), for float32
+    log_softmax of a row in cache, accurate where ``log(sum)`` is near 0.
+
+    A float32 sum loses ``sum - 1`` only where it adds to a max's
+    ``exp(0) = 1`` (``1 + 1e-9`` is 1 in float32).  The exponentials are
+    added in float32 in four vector accumulators, within blocks of
+    ``_NE1_BLOCK`` vectors (four terms to a lane: a few ulps), each block's
+    sum added in float64.  The accumulator that takes the max's column
+    (``rot`` >= 0, from ``_max_rot``: the group's vectors are taken rotated
+    so that it is the first) and the rest of the row after the last group
+    leave out the exponentials equal to 1 and count them; the count is
+    added last, in float64.  The Cython backend's ``row_exp_sum_log``."""
+    k = xr.shape[0]
+    w = 64 // xr.itemsize
+    mv = vsplat(xr, m)
+    o0, o1, o2, o3 = rot * w, ((rot + 1) & 3) * w, ((rot + 2) & 3) * w, ((rot + 3) & 3) * w
+    tot = vzero(mv, True)
+    cnt = 0
+    g = 4 * w
+    j = 0
+    while j + g <= k:
+        end = j + min((k - j) // g, _NE1_BLOCK // 4) * g
+        a0 = vzero(mv, False)
+        a1 = a0
+        a2 = a0
+        a3 = a0
+        while j < end:
+            e0 = vec_exp_np(vsub(vload(xr, j + o0), mv))
+            e1 = vec_exp_np(vsub(vload(xr, j + o1), mv))
+            e2 = vec_exp_np(vsub(vload(xr, j + o2), mv))
+            e3 = vec_exp_np(vsub(vload(xr, j + o3), mv))
+            a0 = vadd_ne1(a0, e0)
+            cnt += vcount1(e0)
+            a1 = vadd(a1, e1)
+            a2 = vadd(a2, e2)
+            a3 = vadd(a3, e3)
+            j += g
+        tot = vadd(tot, vwiden(vadd(vadd(a0, a1), vadd(a2, a3))))
+    a0 = vzero(mv, False)
+    while j + w <= k:
+        e = vec_exp_np(vsub(vload(xr, j), mv))
+        a0 = vadd_ne1(a0, e)
+        cnt += vcount1(e)
+        j += w
+    if j < k:
+        e = vec_exp_np(vsub(_tail_vec(xr, j, like(-np.inf, m)), mv))
+        a0 = vadd_ne1(a0, e)
+        cnt += vcount1(e)
+    return vhsum(vadd(tot, vwiden(a0))) + np.float64(cnt)
+
+
+@njit(**_INLINE)
+def _row_log_sum(xr, orow, scratch, m, rot):
+    """log_softmax of one row of at most LONG_ROW elements, ``(m, rot)``
+    from ``_max_rot``, its sums: ``(shift, s)``, the result being ``(x -
+    shift) - log(s)`` (``s`` in float64; ``scratch``: room for the
+    exponentials when out is x, else empty)."""
+    k = xr.shape[0]
     shift = m if _finite(m) else like(0.0, m)
     if _np_ok(m, shift):
         # the exponentials to out (to ``scratch`` when out is x), then
@@ -804,11 +873,13 @@ def _row_log_sum(xr, orow, scratch):
         # fused exp-and-sum loop was 20% slower in float64, and out's
         # lines are then in cache for the last pass
         e = scratch if scratch.shape[0] else orow
-        if e.itemsize == 4:
-            # float32: summed in float64 (``_sum64``), always: the sum is a
-            # pass of its own here, and a float32 sum redone below
-            # _REDO_BELOW (``_redo64``) cost two passes on peaked rows
-            # ((1024, 1000) of 3 x normal logits: log_softmax 1.16x softmax)
+        if xr.itemsize == 4:
+            # float32: not a float32 sum redone below _REDO_BELOW
+            # (``_redo64``), which cost two passes on peaked rows ((1024,
+            # 1000) of 3 x normal logits: log_softmax 1.16x softmax)
+            if rot >= 0:
+                return shift, _sum_ne1(xr, shift, rot)
+            # ties at the max: the exponentials summed in float64
             _exp_store(xr, e, shift, 0, k)
             return shift, _sum64(e, 0, k)
         return shift, np.float64(_exp_store_sum(xr, e, shift, 0, k))
@@ -821,7 +892,8 @@ def _row(xr, orow, log, scratch):
     for log_softmax's exponentials when out is x, else empty)."""
     k = xr.shape[0]
     if log:
-        shift, s = _row_log_sum(xr, orow, scratch)
+        m, rot = _max_rot(xr)
+        shift, s = _row_log_sum(xr, orow, scratch, m, rot)
         _write(xr, orow, shift, like(np.log(s), shift), True, False)
     else:
         m = _max_lanes(xr, k)
@@ -1179,15 +1251,22 @@ def _rows_range(xf, xo, xs, of, oo, os, r0, r1, k, log, nt):
         inplace = _address(xf, xo) == _address(of, oo)
         scratch = np.empty(k if log and inplace else 0, dtype=xf.dtype)
         if log and k * xf.itemsize <= LOG_PIPE_BYTES and r1 > r0:
-            # row i - 1's log(sum) taken before row i's passes, its writing
-            # after them: the log's latency overlaps row i's work
-            shp, sp = _row_log_sum(view(xf, xo + r0 * xs, k), view(of, oo + r0 * os, k), scratch)
-            for i in range(r0 + 1, r1):
+            # pipelined over three rows: row i + 1's max is found before
+            # row i's sum, which then need not wait for it, and row i - 1's
+            # log(sum) is taken before that sum and its writing done after
+            # it, the log's latency overlapping row i's work (float32
+            # (1024, 1000), one thread: log_softmax / softmax 1.14 -> 1.02-1.06
+            # with ``_sum_ne1``'s float32 sum; two threads 1.11 -> 1.08-1.11)
+            m, rot = _max_rot(view(xf, xo + r0 * xs, k))
+            shp, sp = like(0.0, m), 1.0
+            for i in range(r0, r1):
                 lse = like(np.log(sp), shp)
-                sh, s = _row_log_sum(view(xf, xo + i * xs, k), view(of, oo + i * os, k), scratch)
-                _write(view(xf, xo + (i - 1) * xs, k), view(of, oo + (i - 1) * os, k), shp, lse,
-                       True, False)
-                shp, sp = sh, s
+                m_next, rot_next = _max_rot(view(xf, xo + (i + 1) * xs, k)) if i + 1 < r1 else (m, rot)
+                sh, s = _row_log_sum(view(xf, xo + i * xs, k), view(of, oo + i * os, k), scratch, m, rot)
+                if i > r0:
+                    _write(view(xf, xo + (i - 1) * xs, k), view(of, oo + (i - 1) * os, k), shp, lse,
+                           True, False)
+                shp, sp, m, rot = sh, s, m_next, rot_next
             _write(view(xf, xo + (r1 - 1) * xs, k), view(of, oo + (r1 - 1) * os, k), shp,
                    like(np.log(sp), shp), True, False)
         else:

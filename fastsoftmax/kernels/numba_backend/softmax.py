@@ -83,6 +83,8 @@ SMALL_LANES_F64 = 8
 _SMALL_CAP = 64 * SMALL_LANES_F32
 #: rows of short-row log_softmax whose logs are taken together (a multiple of the block sizes)
 _SMALL_GROUP = 64
+#: short-row blocks: the rows of the block this many blocks ahead are prefetched
+_SMALL_AHEAD = 4
 _DBL_MAX = float(np.finfo(np.float64).max)
 #: below this many elements a call runs serially
 SERIAL_WORK = 1 << 15
@@ -1183,6 +1185,7 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
             ng = min(_SMALL_GROUP, r1 - g0)
             for b in range(0, ng, lanes):
                 nb = min(lanes, ng - b)
+                _prefetch_rows(xf, xo, xs, g0 + b + _SMALL_AHEAD * lanes, lanes, r1, k)
                 _transpose(xf, xo + (g0 + b) * xs, xs, nb, k, tx, 0, lanes, True)
                 m = _tile_max(tx, k, lanes)
                 # a +inf or NaN max shifts by 0, and then needs the general exp
@@ -1203,6 +1206,7 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
     for b0 in range(r0, r1, lanes):
         nb = min(lanes, r1 - b0)
         ob = oo + b0 * os
+        _prefetch_rows(xf, xo, xs, b0 + _SMALL_AHEAD * lanes, lanes, r1, k)
         _transpose(xf, xo + b0 * xs, xs, nb, k, tx, 0, lanes, True)
         # x - max: every one <= 0, -inf or NaN (fexp_np)
         m = _tile_max(tx, k, lanes)
@@ -1215,6 +1219,16 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
         for j in range(k):
             vstore(te, j * lanes, vmul(vload(te, j * lanes), f))
         _transpose(te, 0, lanes, k, nb, of, ob, os, False)
+
+
+@njit(**_INLINE)
+def _prefetch_rows(xf, xo, xs, r, n, r1, k):
+    """Prefetch rows ``r:min(r + n, r1)`` (of ``k`` elements, at ``xf[xo +
+    row * xs]``) towards L2: a short-row block's rows, some blocks ahead.
+    Without: float64 (100_000, 16) (25.6 MB with out: past this machine's
+    share of L3), one thread, softmax 3.5 ms -> 1.5 ms (a copy 0.33 ms)."""
+    for i in range(r, min(r + n, r1)):
+        _prefetch_span_l2(xf, xo + i * xs, k)
 
 
 @njit(**_INLINE)

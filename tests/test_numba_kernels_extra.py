@@ -74,7 +74,7 @@ def test_columns_match_rows_of_the_transpose(dtype):
 
 def _moving_maxima(dtype):
     """(53, 280) columns whose maxima outgrow the Numba column kernel's
-    references in every way (see ``test_columns_softmax_reference_moves``)."""
+    references in every way (see ``test_columns_reference_moves``)."""
     group = nb_softmax.COL_GROUP
     k = 6 * group + 5
     rng = np.random.default_rng(7)
@@ -97,37 +97,48 @@ def _moving_maxima(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_columns_softmax_reference_moves(dtype):
+@pytest.mark.parametrize("log", [False, True])
+def test_columns_reference_moves(dtype, log):
     """Softmax's first pass over columns takes exponentials against a
     per-column reference that trails the running max by at most
-    ``COL_HEADROOM`` and moves when the max outgrows it: one column at a
-    time (few move in a group), by vector passes (many move in a group), or
-    in the last, ragged group.  Every such column, and those after -inf
-    rows, gives SciPy's result; at a column's max (where the old and new
-    references differ most) to a few ulps, as before they moved; and
-    identically at 1 and 2 threads."""
+    ``COL_HEADROOM`` (float32 log_softmax's: by nothing, the exponentials
+    equal to 1 counted apart) and moves when the max outgrows it: one
+    column at a time (few move in a group), by vector passes (many move in
+    a group), or in the last, ragged group.  Every such column, and those
+    after -inf rows, gives SciPy's result; softmax at a column's max (where
+    the old and new references differ most) to a few ulps, as before they
+    moved, log_softmax within 2 eps of ``max(|y|, 1)`` (its result at the
+    max is near 0); and identically at 1 and 2 threads."""
     group = nb_softmax.COL_GROUP
     k = 6 * group + 5
     x = _moving_maxima(dtype)
     # the first 200 columns alone: few move in any group (one at a time)
     assert 2 * nb_softmax.COL_SCAN < 200 <= nb_softmax.COL_BLOCK
+    eps = np.finfo(dtype).eps
     for cols in (slice(0, 200), slice(None)):
         xc = np.ascontiguousarray(x[:, cols])
-        want = _scipy(xc, 0, False)
+        want = _scipy(xc, 0, log)
         outs = []
         for n_threads in (1, 2):
             out = np.empty_like(xc)
-            nb_softmax.softmax_cols(xc[None], out[None], False, n_threads)
+            nb_softmax.softmax_cols(xc[None], out[None], log, n_threads)
             outs.append(out)
         np.testing.assert_array_equal(outs[0], outs[1])
         got = outs[0].astype(np.float64)
+        assert np.array_equal(np.isneginf(got), np.isneginf(want))
+        if log:
+            fin = np.isfinite(want)
+            tol = (2 * eps if dtype == np.float32 else 1e-13) * np.maximum(np.abs(want[fin]), 1)
+            assert np.all(np.abs(got[fin] - want[fin]) <= tol)
+            continue
         rtol = 1e-5 if dtype == np.float32 else 1e-13
         np.testing.assert_allclose(got, want, rtol=rtol, atol=1e-30)
         at_max = want.argmax(axis=0), np.arange(xc.shape[1])
         # float64: the sum's own rounding (the code before references: up to 6 eps)
-        ulps = (3 if dtype == np.float32 else 8) * np.finfo(dtype).eps
+        ulps = (3 if dtype == np.float32 else 8) * eps
         assert np.all(np.abs(got[at_max] - want[at_max]) <= ulps * want[at_max])
-    np.testing.assert_array_equal(got[:, 270], (np.arange(k) == k - 2).astype(np.float64))
+    one = np.arange(k) == k - 2
+    np.testing.assert_array_equal(got[:, 270], np.where(one, 0.0, -np.inf) if log else one * 1.0)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -136,15 +147,22 @@ def test_columns_with_moving_maxima_every_backend(backend, dtype):
     the array, the last axis of its transpose (not contiguous), and a
     read-only input, against SciPy."""
     x = _moving_maxima(dtype)
-    want = _scipy(x, 0, False)
-    rtol = 1e-5 if dtype == np.float32 else 1e-13
     ro = x.copy()
     ro.setflags(write=False)
-    for got in (fastsoftmax.softmax(x, axis=0, backend=backend),
-                fastsoftmax.softmax(x.T, axis=-1, backend=backend).T,
-                fastsoftmax.softmax(ro, axis=0, backend=backend)):
-        assert got.dtype == dtype
-        np.testing.assert_allclose(got.astype(np.float64), want, rtol=rtol, atol=1e-30)
+    for f in (fastsoftmax.softmax, fastsoftmax.log_softmax):
+        log = f is fastsoftmax.log_softmax
+        want = _scipy(x, 0, log)
+        fin = np.isfinite(want)
+        tol = (1e-5 if dtype == np.float32 else 1e-13) * np.abs(want[fin]) + 1e-30
+        if log:
+            tol = (2 * np.finfo(dtype).eps if dtype == np.float32 else 1e-13) \
+                * np.maximum(np.abs(want[fin]), 1)
+        with np.errstate(divide="ignore"):
+            for got in (f(x, axis=0, backend=backend), f(x.T, axis=-1, backend=backend).T,
+                        f(ro, axis=0, backend=backend)):
+                assert got.dtype == dtype
+                assert np.array_equal(np.isfinite(got), fin)
+                assert np.all(np.abs(got[fin].astype(np.float64) - want[fin]) <= tol)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

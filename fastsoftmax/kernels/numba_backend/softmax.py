@@ -1586,6 +1586,16 @@ def _col_rescale(s, mo, m, w):
                 sv[c] = _rescaled(sv[c], np.float64(_sh(mo_c)) - np.float64(_sh(mn)), mn > mo_c)
 
 
+@njit(**_INLINE)
+def _ref_step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, ref):
+    """Column ``c`` of a group of 8 rows against its reference: its 8
+    values, the reference, and the new running max (stored into ``m[c]``)."""
+    v0, v1, v2, v3, v4, v5, v6, v7 = _load8(x0, x1, x2, x3, x4, x5, x6, x7, c)
+    mn = _group_max8(m[c], v0, v1, v2, v3, v4, v5, v6, v7)
+    m[c] = mn
+    return v0, v1, v2, v3, v4, v5, v6, v7, ref[c], mn
+
+
 @njit(fastmath=_FM, cache=True)
 def _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr):
     """Softmax's ``_col_group8``: the new running max ``m`` of a full group
@@ -1600,10 +1610,7 @@ def _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr):
     _wide_vectors()
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
     for c in range(w):
-        v0, v1, v2, v3, v4, v5, v6, v7 = _load8(x0, x1, x2, x3, x4, x5, x6, x7, c)
-        r = ref[c]
-        mn = _group_max8(m[c], v0, v1, v2, v3, v4, v5, v6, v7)
-        m[c] = mn
+        v0, v1, v2, v3, v4, v5, v6, v7, r, mn = _ref_step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, ref)
         sh = _sh(r)  # every x - sh <= hr, -inf or NaN (or the column is taken again)
         t = _exp_sum8(v0, v1, v2, v3, v4, v5, v6, v7, sh)
         e[c] = like(-1.0, t) if mn > r + hr else t
@@ -1623,10 +1630,7 @@ def _col_group8_ref_ones(xf, xg, xs1, w, m, ref, e, ones):
     _wide_vectors()
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
     for c in range(w):
-        v0, v1, v2, v3, v4, v5, v6, v7 = _load8(x0, x1, x2, x3, x4, x5, x6, x7, c)
-        r = ref[c]
-        mn = _group_max8(m[c], v0, v1, v2, v3, v4, v5, v6, v7)
-        m[c] = mn
+        v0, v1, v2, v3, v4, v5, v6, v7, r, mn = _ref_step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, ref)
         t, n1 = _exp_sum8_ones(v0, v1, v2, v3, v4, v5, v6, v7, _sh(r))
         e[c] = like(-1.0, t) if mn > r else t
         ones[c] = n1

@@ -27,7 +27,7 @@ from ._runtime import element_pointer
 
 __all__ = ["exp_by_vectors", "vload", "vload_part", "vstore", "vzero", "vsplat", "vgt", "vsub", "vmul",
            "vadd", "vwiden", "vrecip", "vec_exp", "vec_exp_np", "vfinite_or_zero", "vcount_not_finite",
-           "vadd_ne1", "vhead", "vcount1", "vhsum", "vhmax", "vcount_eq", "by_halves", "masked_mem", "maxnum"]
+           "vadd_ne1", "vhead", "vhsum", "vhmax", "vcount_eq", "by_halves", "masked_mem", "maxnum"]
 
 _BYTES = 64
 
@@ -441,22 +441,6 @@ def vhead(typingctx, v, n, fill):
     return v(v, n, fill), codegen
 
 
-@intrinsic
-def vcount1(typingctx, v):
-    """How many lanes of ``v`` are 1 (a mask's population count: integer
-    work, off the floating-point ports)."""
-    if not isinstance(v, Vec):
-        return None
-
-    def codegen(context, builder, signature, args):
-        x = args[0]
-        cnt = x.type.count
-        one = ir.Constant(x.type, [ir.Constant(x.type.element, 1.0)] * cnt)
-        bits = builder.bitcast(builder.fcmp_ordered("==", x, one), ir.IntType(cnt))
-        fn = builder.module.declare_intrinsic("llvm.ctpop", [ir.IntType(cnt)])
-        return builder.zext(builder.call(fn, [bits]), context.get_value_type(types.intp))
-
-    return types.intp(v), codegen
 vec_exp_np = _lanewise(_exp_np_ir, "``fexp_np`` of every lane (arguments <= 0, -inf or NaN).")
 vec_exp = _lanewise(_exp_ir, "``fexp`` of every lane.")
 

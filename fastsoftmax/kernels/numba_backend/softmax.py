@@ -32,9 +32,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 from ._exp import fexp, fexp_np, fmax, like, log64_ge1
-from ._vec import (by_halves, masked_mem, maxnum, vcount_eq, vhmax, vadd, vcount_not_finite, vcount1, vec_exp, vec_exp_np,
-                   vfinite_or_zero, vgt, vhead, vhsum, vload, vload_part, vmul, vadd_ne1, vrecip, vsplat, vstore,
-                   vsub, vwiden, vzero)
+from ._vec import (_splat, by_halves, masked_mem, maxnum, vadd, vadd_ne1, vcount_eq,
+                   vcount_not_finite, vec_exp, vec_exp_np, vfinite_or_zero, vgt, vhead, vhmax, vhsum,
+                   vload, vload_part, vmul, vrecip, vsplat, vstore, vsub, vwiden, vzero)
 from ._runtime import (LazyKernel, arr, check_layer, element_pointer, flat, parallel_lock,
                        prefetch_intrinsic, stack_array, use_threads, view)
 
@@ -359,9 +359,7 @@ class _VecGen:
 
     def splat(self, v):
         """``v`` (an i32 or a float) in every lane."""
-        b = self.builder
-        u = b.insert_element(ir.Constant(ir.VectorType(v.type, self.w), None), v, ir.Constant(self.i32, 0))
-        return b.shuffle_vector(u, u, ir.Constant(self.v32, None))
+        return _splat(self.builder, v, self.w)
 
 
 @intrinsic
@@ -825,6 +823,7 @@ def _sum_ne1(xr, m, rot):
     k = xr.shape[0]
     w = 64 // xr.itemsize
     mv = vsplat(xr, m)
+    one = like(1.0, m)
     o0, o1, o2, o3 = rot * w, ((rot + 1) & 3) * w, ((rot + 2) & 3) * w, ((rot + 3) & 3) * w
     tot = vzero(mv, True)
     cnt = 0
@@ -842,7 +841,7 @@ def _sum_ne1(xr, m, rot):
             e2 = vec_exp_np(vsub(vload(xr, j + o2), mv))
             e3 = vec_exp_np(vsub(vload(xr, j + o3), mv))
             a0 = vadd_ne1(a0, e0)
-            cnt += vcount1(e0)
+            cnt += vcount_eq(e0, one)
             a1 = vadd(a1, e1)
             a2 = vadd(a2, e2)
             a3 = vadd(a3, e3)
@@ -852,12 +851,12 @@ def _sum_ne1(xr, m, rot):
     while j + w <= k:
         e = vec_exp_np(vsub(vload(xr, j), mv))
         a0 = vadd_ne1(a0, e)
-        cnt += vcount1(e)
+        cnt += vcount_eq(e, one)
         j += w
     if j < k:
         e = vec_exp_np(vsub(_tail_vec(xr, j, like(-np.inf, m)), mv))
         a0 = vadd_ne1(a0, e)
-        cnt += vcount1(e)
+        cnt += vcount_eq(e, one)
     return vhsum(vadd(tot, vwiden(a0))) + np.float64(cnt)
 
 

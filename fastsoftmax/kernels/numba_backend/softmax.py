@@ -1532,27 +1532,32 @@ def _is1(a, one):
     return one if a == one else like(0.0, a)
 
 
-@njit(**_INLINE)
-def _exp_sum8_ones(v0, v1, v2, v3, v4, v5, v6, v7, sh):
-    """``_exp_sum8`` with the exponentials equal to 1 (at the max) apart:
-    (the sum of the others as a tree in T, how many equal 1, in T).  A
-    float32 sum of 1 and small terms loses those below half an ulp of 1,
-    and ``log(sum)``, near 0 at a dominant max, needs them; the sum of the
-    small terms alone keeps float32's relative precision."""
-    one = like(1.0, sh)
-    a0 = fexp_np(v0 - sh)
-    a1 = fexp_np(v1 - sh)
-    a2 = fexp_np(v2 - sh)
-    a3 = fexp_np(v3 - sh)
-    a4 = fexp_np(v4 - sh)
-    a5 = fexp_np(v5 - sh)
-    a6 = fexp_np(v6 - sh)
-    a7 = fexp_np(v7 - sh)
-    rest = (((_rest(a0, one) + _rest(a1, one)) + (_rest(a2, one) + _rest(a3, one)))
-            + ((_rest(a4, one) + _rest(a5, one)) + (_rest(a6, one) + _rest(a7, one))))
-    ones = (((_is1(a0, one) + _is1(a1, one)) + (_is1(a2, one) + _is1(a3, one)))
-            + ((_is1(a4, one) + _is1(a5, one)) + (_is1(a6, one) + _is1(a7, one))))
-    return rest, ones
+@njit(fastmath=_FM, cache=True)
+def _col_group8_ones(xf, xg, xs1, w, m, mo_out, e, ones):
+    """``_col_group8`` for float32 log_softmax: the exponentials equal to 1
+    (at the max) are counted into ``ones``, the others summed in float32
+    into ``e``; the caller adds the two in float64.  A float32 sum of 1 and
+    small terms loses those below half an ulp of 1, and ``log(sum)``, near
+    0 at a dominant max, needs them; the sum of the small terms alone keeps
+    float32's relative precision.  (Float64 group sums, widening all 8
+    exponentials, cost 12% more: (32000, 4096) axis 0, 1.79x a copy.)"""
+    _wide_vectors()
+    x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
+    for c in range(w):
+        v0, v1, v2, v3, v4, v5, v6, v7, sh = _step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, mo_out)
+        one = like(1.0, sh)
+        a0 = fexp_np(v0 - sh)
+        a1 = fexp_np(v1 - sh)
+        a2 = fexp_np(v2 - sh)
+        a3 = fexp_np(v3 - sh)
+        a4 = fexp_np(v4 - sh)
+        a5 = fexp_np(v5 - sh)
+        a6 = fexp_np(v6 - sh)
+        a7 = fexp_np(v7 - sh)
+        e[c] = (((_rest(a0, one) + _rest(a1, one)) + (_rest(a2, one) + _rest(a3, one)))
+                + ((_rest(a4, one) + _rest(a5, one)) + (_rest(a6, one) + _rest(a7, one))))
+        ones[c] = (((_is1(a0, one) + _is1(a1, one)) + (_is1(a2, one) + _is1(a3, one)))
+                   + ((_is1(a4, one) + _is1(a5, one)) + (_is1(a6, one) + _is1(a7, one))))
 
 
 @njit(**_INLINE)
@@ -1566,33 +1571,31 @@ def _rescaled(sc, d, move):
 
 
 @njit(**_INLINE)
+def _sub_grew(m, mo, c0, n):
+    """How many of the columns ``[c0, c0 + n)`` grew from ``mo`` to ``m``,
+    and the views of those ``m`` and ``mo``."""
+    mv = view(m, c0, n)
+    mov = view(mo, c0, n)
+    grew = 0
+    for c in range(n):
+        grew += mv[c] > mov[c]
+    return grew, mv, mov
+
+
+@njit(**_INLINE)
 def _col_rescale(s, mo, m, w):
     """``s *= exp(sh(mo) - sh(m))`` (``_rescaled``) where the running max
     grew from ``mo`` to ``m``.  By sub-blocks of COL_SUB columns, skipping
     those where no max grew (most, after the first rows)."""
     for c0 in range(0, w, COL_SUB):
         n = min(COL_SUB, w - c0)
-        mv = view(m, c0, n)
-        mov = view(mo, c0, n)
-        changed = 0
-        for c in range(n):
-            changed += mv[c] > mov[c]
+        changed, mv, mov = _sub_grew(m, mo, c0, n)
         if changed:
             sv = view(s, c0, n)
             for c in range(n):
                 mn = mv[c]
                 mo_c = mov[c]
                 sv[c] = _rescaled(sv[c], np.float64(_sh(mo_c)) - np.float64(_sh(mn)), mn > mo_c)
-
-
-@njit(**_INLINE)
-def _ref_step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, ref):
-    """Column ``c`` of a group of 8 rows against its reference: its 8
-    values, the reference, and the new running max (stored into ``m[c]``)."""
-    v0, v1, v2, v3, v4, v5, v6, v7 = _load8(x0, x1, x2, x3, x4, x5, x6, x7, c)
-    mn = _group_max8(m[c], v0, v1, v2, v3, v4, v5, v6, v7)
-    m[c] = mn
-    return v0, v1, v2, v3, v4, v5, v6, v7, ref[c], mn
 
 
 @njit(fastmath=_FM, cache=True)
@@ -1609,30 +1612,13 @@ def _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr):
     _wide_vectors()
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
     for c in range(w):
-        v0, v1, v2, v3, v4, v5, v6, v7, r, mn = _ref_step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, ref)
+        v0, v1, v2, v3, v4, v5, v6, v7 = _load8(x0, x1, x2, x3, x4, x5, x6, x7, c)
+        r = ref[c]
+        mn = _group_max8(m[c], v0, v1, v2, v3, v4, v5, v6, v7)
+        m[c] = mn
         sh = _sh(r)  # every x - sh <= hr, -inf or NaN (or the column is taken again)
         t = _exp_sum8(v0, v1, v2, v3, v4, v5, v6, v7, sh)
         e[c] = like(-1.0, t) if mn > r + hr else t
-
-
-@njit(fastmath=_FM, cache=True)
-def _col_group8_ref_ones(xf, xg, xs1, w, m, ref, e, ones):
-    """``_col_group8_ref`` for float32 log_softmax, with no headroom (a
-    column is left out, ``e`` -1, as soon as its max exceeds its reference,
-    so that the reference is the max itself when the group is added), and
-    the exponentials equal to 1 apart (``_exp_sum8_ones``: their count into
-    ``ones``).  It replaced sums against each group's new max, rescaled
-    where it grew (a test of every column after every group, 0.3 of a copy
-    at one thread): float32 log_softmax / softmax, axis 0, (32000, 4096)
-    2 threads 1.15-1.17 -> 1.06-1.07, (16000, 2048) one thread 1.07-1.37
-    -> 0.99."""
-    _wide_vectors()
-    x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
-    for c in range(w):
-        v0, v1, v2, v3, v4, v5, v6, v7, r, mn = _ref_step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, ref)
-        t, n1 = _exp_sum8_ones(v0, v1, v2, v3, v4, v5, v6, v7, _sh(r))
-        e[c] = like(-1.0, t) if mn > r else t
-        ones[c] = n1
 
 
 @njit(**_INLINE)
@@ -1644,19 +1630,6 @@ def _col_add_ref(s, e, w):
         ec = e[c]
         again = ec < 0
         s[c] += 0.0 if again else np.float64(ec)
-        n += again
-    return n
-
-
-@njit(**_INLINE)
-def _col_add_ref_ones(s, e, ones, w):
-    """``_col_add_ref`` of ``_col_group8_ref_ones``'s sums: ``s +=`` the
-    count of ones plus the sum of the rest, in float64."""
-    n = 0
-    for c in range(w):
-        ec = e[c]
-        again = ec < 0
-        s[c] += 0.0 if again else np.float64(ones[c]) + np.float64(ec)
         n += again
     return n
 
@@ -1700,47 +1673,33 @@ def _col_reref(xf, xg, xs1, w, m, ref, s, e):
                 ref[c] = mn
 
 
-@njit(**_INLINE)
-def _e64(v, sh):
-    return np.float64(fexp_np(v - sh))
-
-
 @njit(fastmath=_FM, cache=True)
-def _col_readd8(xf, xg, xs1, w, ref, s, e, log):
+def _col_readd8(xf, xg, xs1, w, ref, s, e):
     """``s += `` the sum of the 8 ``exp(x - sh(ref))`` of the group at
     ``xg`` where ``e`` is -1 (after ``_col_rebase``): ``_col_reref`` for
-    groups where many columns were left out (a ramp along the columns).
-    ``log``: the sum in float64 (the max's 1 among them)."""
+    groups where many columns were left out (a ramp along the columns)."""
     _wide_vectors()
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
     for c in range(w):
         sh = _sh(ref[c])
         v0, v1, v2, v3, v4, v5, v6, v7 = _load8(x0, x1, x2, x3, x4, x5, x6, x7, c)
-        if log:  # T's exponentials, as _col_reref's
-            t = (((_e64(v0, sh) + _e64(v1, sh)) + (_e64(v2, sh) + _e64(v3, sh)))
-                 + ((_e64(v4, sh) + _e64(v5, sh)) + (_e64(v6, sh) + _e64(v7, sh))))
-        else:
-            t = np.float64(_exp_sum8(v0, v1, v2, v3, v4, v5, v6, v7, sh))
-        s[c] += t if e[c] < 0 else 0.0
+        t = _exp_sum8(v0, v1, v2, v3, v4, v5, v6, v7, sh)
+        s[c] += np.float64(t) if e[c] < 0 else 0.0
 
 
 @njit(**_INLINE)
-def _col_sums_ref(xf, xb, xs1, k, w, m, ref, s, gm, e, ones, log):
-    """Pass 1 of ``_col_block`` for softmax and float32 log_softmax: the
-    maxima ``m`` and the float64 sums ``s`` of ``exp(x - sh(ref))``,
-    against per-column references ``ref`` that trail the max by at most
-    ``COL_HEADROOM`` (``_col_group8_ref``; the sum against the max is then
-    ``s * exp(sh(ref) - m)``).  Unlike float64 log_softmax's ``_col_sums``
-    there is no rescaling test of every column each time a max grows:
-    (32000, 4096) axis 0, 2 threads, this pass 0.67 -> 0.59 of a copy in
-    float32 (a plain read of the block: 0.57), 0.69 -> 0.62 in float64.
-
-    ``log`` (float32 log_softmax): no headroom, and the exponentials equal
-    to 1 counted apart (``_col_group8_ref_ones``): its result at the max is
-    ``-log(sum)``, near 0 at a dominant max, where float32's ulp of the sum
-    would show.  Every reference is then its column's max at the end, and
-    the columns taken again are added in float64."""
-    hr = like(0.0 if log else COL_HEADROOM, m[0])
+def _col_sums_ref(xf, xb, xs1, k, w, m, ref, s, gm, e):
+    """Pass 1 of ``_col_block`` for softmax: the maxima ``m`` and the
+    float64 sums ``s`` of ``exp(x - sh(ref))``, against per-column
+    references ``ref`` that trail the max by at most ``COL_HEADROOM``
+    (``_col_group8_ref``; the sum against the max is then ``s *
+    exp(sh(ref) - m)``).  Unlike log_softmax's ``_col_sums`` there is no
+    rescaling each time a max grows: (32000, 4096) axis 0, 2 threads, this
+    pass 0.67 -> 0.59 of a copy in float32 (a plain read of the block:
+    0.57), 0.69 -> 0.62 in float64.  log_softmax keeps the exact 1 at the
+    max (its result there is ``-log(sum)``, near 0, where an ulp of the sum
+    shows)."""
+    hr = like(COL_HEADROOM, m[0])
     for c in range(w):
         m[c] = like(-np.inf, hr)
     if k > 0:  # the first references: no column left out of the first group
@@ -1752,15 +1711,11 @@ def _col_sums_ref(xf, xb, xs1, k, w, m, ref, s, gm, e, ones, log):
         g = min(COL_GROUP, k - r0)
         xg = xb + r0 * xs1
         if g == COL_GROUP:
-            if log:
-                _col_group8_ref_ones(xf, xg, xs1, w, m, ref, e, ones)
-                again = _col_add_ref_ones(s, e, ones, w)
-            else:
-                _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr)
-                again = _col_add_ref(s, e, w)
+            _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr)
+            again = _col_add_ref(s, e, w)
             if again * COL_SCAN > w:  # many (a ramp): two vector passes
                 _col_rebase(s, m, ref, w, hr)
-                _col_readd8(xf, xg, xs1, w, ref, s, e, log)
+                _col_readd8(xf, xg, xs1, w, ref, s, e)
             elif again:
                 _col_reref(xf, xg, xs1, w, m, ref, s, e)
         else:  # the last, ragged group: new references first, then its rows
@@ -1882,11 +1837,70 @@ def _col_row(xr, orow, shv, scv, log, nt):
 
 
 @njit(**_INLINE)
-def _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e, e64):
-    """Pass 1 of ``_col_block`` for float64 log_softmax: the running maxima
-    ``m`` and the float64 sums ``s`` of the w columns at xb, each group's
-    sum against its new max, the sums rescaled where it grew (a last,
-    ragged group's terms added one by one)."""
+def _group_sum(e, ones, c, wide):
+    """A column's sum over a group from ``_col_group8`` (``e``) or, ``wide``,
+    ``_col_group8_ones`` (the ones, then the rest), in float64."""
+    return np.float64(ones[c]) + np.float64(e[c]) if wide else np.float64(e[c])
+
+
+@njit(**_INLINE)
+def _col_add_group(s, m, mo, e, ones, w, wide):
+    """``s +=`` a group's sums (``_group_sum``) in the columns whose running
+    max did not grow (from ``mo`` to ``m``); returns how many grew.  The
+    count in this loop, not in the group's (a reduction there halved LLVM's
+    float32 vector width), replaced a test of every column after every
+    group (``_col_rescale``'s), the same sums in the same order: per group
+    of 2048 float32 columns in cache, 0.58-0.62 -> 0.31-0.32 us where no
+    max grew, 0.65 -> 0.57 us where one did (``_col_add_grown`` stops after
+    it), 1.02 -> 1.19 us where 21 spread ones did; axis 0, one thread,
+    log_softmax / softmax (16000, 2048) 1.06-1.16 -> 0.97-1.01; two threads,
+    (32000, 4096), 1.14-1.19 -> 1.13 (noise: 5-10%)."""
+    n = 0
+    if wide:
+        for c in range(w):
+            grew = m[c] > mo[c]
+            s[c] += 0.0 if grew else np.float64(ones[c]) + np.float64(e[c])
+            n += grew
+    else:
+        for c in range(w):
+            grew = m[c] > mo[c]
+            s[c] += 0.0 if grew else np.float64(e[c])
+            n += grew
+    return n
+
+
+@njit(fastmath=_FM, cache=True)
+def _col_add_grown(s, m, mo, e, ones, w, wide, left):
+    """The ``left`` columns ``_col_add_group`` left out: their sum rescaled
+    to the new max (``_rescaled``), then the group's added.  By sub-blocks
+    of ``COL_SUB`` columns, skipping those where no max grew (most, after
+    the first rows), branch-free within one (where most grow, early on),
+    and stopping after the last."""
+    for c0 in range(0, w, COL_SUB):
+        if left == 0:
+            break
+        n = min(COL_SUB, w - c0)
+        grew, mv, mov = _sub_grew(m, mo, c0, n)
+        if grew == 0:
+            continue
+        left -= grew
+        sv = view(s, c0, n)
+        ev = view(e, c0, n)
+        ov = view(ones, c0, n)
+        for c in range(n):
+            mn = mv[c]
+            mo_c = mov[c]
+            sc = _rescaled(sv[c], np.float64(_sh(mo_c)) - np.float64(_sh(mn)), True)
+            sv[c] = sc + _group_sum(ev, ov, c, wide) if mn > mo_c else sv[c]
+
+
+@njit(**_INLINE)
+def _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e, e64, ones):
+    """Pass 1 of ``_col_block`` for log_softmax: the running maxima ``m``
+    and the float64 sums ``s`` of the w columns at xb, each group's sum
+    added first in T (float32: the ones apart, ``_col_group8_ones``; a
+    last, ragged group in float64)."""
+    wide = e.itemsize == 4
     ninf = like(-np.inf, m[0])
     for c in range(w):
         m[c] = ninf
@@ -1895,10 +1909,13 @@ def _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e, e64):
         g = min(COL_GROUP, k - r0)
         xg = xb + r0 * xs1
         if g == COL_GROUP:
-            _col_group8(xf, xg, xs1, w, m, mo, e)
-            _col_rescale(s, mo, m, w)
-            for c in range(w):
-                s[c] += np.float64(e[c])
+            if wide:
+                _col_group8_ones(xf, xg, xs1, w, m, mo, e, ones)
+            else:
+                _col_group8(xf, xg, xs1, w, m, mo, e)
+            grew = _col_add_group(s, m, mo, e, ones, w, wide)
+            if grew:
+                _col_add_grown(s, m, mo, e, ones, w, wide, grew)
         else:
             _col_group_max(xf, xg, xs1, w, g, gm)
             grew = _col_new_max(m, gm, shn, mo, w)
@@ -1923,15 +1940,15 @@ def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e64, o
     of their exponentials, a group's sum in T added in float64 to the
     running sums.  Softmax takes them against references that trail the
     maximum by at most ``COL_HEADROOM`` (``_col_sums_ref``; the sum against
-    the max follows from one more exponential per column); float32
-    log_softmax against references that are the maximum, the exponentials
-    equal to 1 apart (the same, ``log``: ``log(sum)`` is needed to the last
-    bits.  A redo of the block's pass in float64 where a column's sum was
-    below ``_REDO_BELOW``, as the rows do, ran nearly always on the
-    benchmark's logits, 3 x standard normal: 2.6x a copy); float64
-    log_softmax against the new running maximum (every argument is <= 0,
+    the max follows from one more exponential per column).  log_softmax
+    takes them against the new running maximum (every argument is <= 0,
     -inf or NaN: ``fexp_np``), the sums rescaled (rarely) when the maximum
-    grows (``_col_sums``).  Pass 2 writes,
+    grows (``_col_sums``; float32 log_softmax keeps the exponentials equal to 1
+    apart, ``_col_group8_ones``: a float32 sum of 1 and small terms loses
+    them, and ``log(sum)`` is needed to the last bits.  A redo of the
+    block's pass in float64 where a column's sum was below ``_REDO_BELOW``,
+    as the rows do, ran nearly always on the benchmark's logits, 3 x
+    standard normal: 2.6x a copy).  Pass 2 writes,
     softmax four rows at a time (``_col_write4``), log_softmax one row at a
     time with the row after next prefetched (``nt``: with streaming stores,
     straight from the loops, ``_col_row``; log_softmax (32000, 4096) axis 0,
@@ -1939,10 +1956,10 @@ def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e64, o
     1.53-1.56 -> 1.44-1.47 against a scratch row streamed out).
     """
     _wide_vectors()
-    if log and e.itemsize == 8:
-        _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e, e64)
-    else:  # mo: the references (log_softmax: the maxima, at the end)
-        _col_sums_ref(xf, xb, xs1, k, w, m, mo, s, gm, e, ones, log)
+    if log:
+        _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e, e64, ones)
+    else:  # mo: the references
+        _col_sums_ref(xf, xb, xs1, k, w, m, mo, s, gm, e)
     for c in range(w):
         mc = m[c]
         sc = s[c]

@@ -1850,11 +1850,13 @@ def _col_add_group(s, m, mo, e, ones, w, wide):
     count in this loop, not in the group's (a reduction there halved LLVM's
     float32 vector width), replaced a test of every column after every
     group (``_col_rescale``'s), the same sums in the same order: per group
-    of 2048 float32 columns in cache, 0.58-0.62 -> 0.31-0.32 us where no
-    max grew, 0.65 -> 0.57 us where one did (``_col_add_grown`` stops after
-    it), 1.02 -> 1.19 us where 21 spread ones did; axis 0, one thread,
-    log_softmax / softmax (16000, 2048) 1.06-1.16 -> 0.97-1.01; two threads,
-    (32000, 4096), 1.14-1.19 -> 1.13 (noise: 5-10%)."""
+    of 2048 float32 columns in cache, 0.51-0.62 -> 0.30-0.32 us where no
+    max grew, 0.55-0.65 -> 0.49-0.57 us where one did (``_col_add_grown``
+    stops after it), 0.86-1.02 -> 1.04-1.19 us where 21 spread ones did;
+    axis 0, one thread, log_softmax / softmax (16000, 2048) 1.06-1.16 ->
+    0.97-1.01; two threads, (32000, 4096), 1.12-1.15 -> 1.09-1.17 (within
+    the noise).  (The two loops differ only in ``_group_sum``: a branch
+    inside one loop was not tried.)"""
     n = 0
     if wide:
         for c in range(w):

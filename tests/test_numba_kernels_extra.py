@@ -165,6 +165,74 @@ def test_columns_with_moving_maxima_every_backend(backend, dtype):
                 assert np.all(np.abs(got[fin].astype(np.float64) - want[fin]) <= tol)
 
 
+def _long_moving_maxima(dtype):
+    """Columns long and wide enough for float32 log_softmax's references
+    (``COL_REF_LOG_K`` rows, a block of ``COL_REF_LOG_W`` columns or more):
+    ``_moving_maxima``'s as the last rows, after rows like its first (-inf
+    stays -inf first, a huge negative column stays so), then columns of
+    spread values, whose maxima move often in the first rows and now and
+    then later, and special values."""
+    short = _moving_maxima(np.float64)
+    k = nb_softmax.COL_REF_LOG_K + short.shape[0]   # a ragged last group
+    w = nb_softmax.COL_REF_LOG_W + 88
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(k, w)) * 3
+    x[:-short.shape[0], :280] = short[0] + rng.normal(size=(k - short.shape[0], 280)) * 0.01
+    x[-short.shape[0]:, :280] = short
+    x[:, 590] -= 40.0
+    x[9000, 590] = 10.0                              # a dominant max, mid-column
+    x[100, 591] = np.nan
+    x[200, 592] = np.inf
+    x[[3, k - 1], 593] = np.inf                      # two +inf
+    x[:, 594] = -np.inf
+    x[7, 595] = np.nan
+    x[8, 595] = np.inf
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_long_columns_reference_moves(dtype):
+    """Long, wide column blocks (float32 log_softmax: softmax's references
+    with no headroom, moved one column at a time, by vector passes, and in
+    the ragged last group) against SciPy: log_softmax within 2 eps of
+    ``max(|y|, 1)``, softmax to 1e-5 (float32) relative, NaN where SciPy's
+    is; the same bits at 1 and 2 threads and through the public API for
+    axis 0 and a read-only input; the transposed last axis (a copy's rows)
+    within the same bounds."""
+    x = _long_moving_maxima(dtype)
+    k, w = x.shape
+    assert k >= nb_softmax.COL_REF_LOG_K and nb_softmax.COL_BLOCK >= w >= nb_softmax.COL_REF_LOG_W
+    assert k % nb_softmax.COL_GROUP
+    eps = np.finfo(dtype).eps
+    ro = x.copy()
+    ro.setflags(write=False)
+    for log in (False, True):
+        f = fastsoftmax.log_softmax if log else fastsoftmax.softmax
+        with np.errstate(all="ignore"):
+            want = _scipy(x, 0, log)
+            outs = []
+            for n_threads in (1, 2):
+                out = np.empty_like(x)
+                nb_softmax.softmax_cols(x[None], out[None], log, n_threads)
+                outs.append(out)
+            api = [f(x, axis=0, backend="numba"), f(x.T, axis=-1, backend="numba").T,
+                   f(ro, axis=0, backend="numba")]
+        np.testing.assert_array_equal(outs[0], outs[1])
+        np.testing.assert_array_equal(api[0], outs[0])
+        np.testing.assert_array_equal(api[2], outs[0])
+        fin = np.isfinite(want)
+        if log:
+            tol = (2 * eps if dtype == np.float32 else 1e-13) * np.maximum(np.abs(want[fin]), 1)
+        else:
+            tol = (1e-5 if dtype == np.float32 else 1e-13) * np.abs(want[fin]) + 1e-30
+        for got in (outs[0], api[1]):  # api[1]: the rows of a copy
+            got = got.astype(np.float64)
+            assert np.array_equal(np.isnan(got), np.isnan(want))
+            assert np.array_equal(np.isinf(got), np.isinf(want))
+            assert np.isnan(got[:, [591, 595]]).all()
+            assert np.all(np.abs(got[fin] - want[fin]) <= tol)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("log", [False, True])
 @pytest.mark.parametrize("k", [37, 39])

@@ -63,6 +63,14 @@ COL_SCAN = 64
 #: (a max growing past its reference is common: 1 costs 0.68 of a copy, 4
 #: 0.59, a plain read 0.57; (32000, 4096) float32, 2 threads)
 COL_HEADROOM = 4.0
+#: float32 log_softmax of blocks of at least ``COL_REF_LOG_W`` columns at
+#: least ``COL_REF_LOG_K`` long takes softmax's references, with no headroom
+#: (``_col_sums_ref``); other blocks take sums against each group's new max
+#: (``_col_sums``).  References cost a column taken again one at a time at
+#: every new max, frequent in the first rows and, in few columns, a large
+#: part of the work (see ``_col_block``)
+COL_REF_LOG_K = 16384
+COL_REF_LOG_W = 512
 #: rows at least this long are computed through a scratch row, prefetching the next row
 SCRATCH_K = 2048
 #: log_softmax of rows of at most this many bytes (in cache) is pipelined
@@ -1532,6 +1540,30 @@ def _is1(a, one):
     return one if a == one else like(0.0, a)
 
 
+@njit(**_INLINE)
+def _exp_sum8_ones(v0, v1, v2, v3, v4, v5, v6, v7, sh):
+    """``_exp_sum8`` with the exponentials equal to 1 (at the max) apart:
+    (the sum of the others as a tree in T, how many equal 1, in T).  A
+    float32 sum of 1 and small terms loses those below half an ulp of 1,
+    and ``log(sum)``, near 0 at a dominant max, needs them; the sum of the
+    small terms alone keeps float32's relative precision."""
+    one = like(1.0, sh)
+    a0 = fexp_np(v0 - sh)
+    a1 = fexp_np(v1 - sh)
+    a2 = fexp_np(v2 - sh)
+    a3 = fexp_np(v3 - sh)
+    a4 = fexp_np(v4 - sh)
+    a5 = fexp_np(v5 - sh)
+    a6 = fexp_np(v6 - sh)
+    a7 = fexp_np(v7 - sh)
+    rest = (((_rest(a0, one) + _rest(a1, one)) + (_rest(a2, one) + _rest(a3, one)))
+            + ((_rest(a4, one) + _rest(a5, one)) + (_rest(a6, one) + _rest(a7, one))))
+    ones = (((_is1(a0, one) + _is1(a1, one)) + (_is1(a2, one) + _is1(a3, one)))
+            + ((_is1(a4, one) + _is1(a5, one)) + (_is1(a6, one) + _is1(a7, one))))
+    return rest, ones
+
+
+
 @njit(fastmath=_FM, cache=True)
 def _col_group8_ones(xf, xg, xs1, w, m, mo_out, e, ones):
     """``_col_group8`` for float32 log_softmax: the exponentials equal to 1
@@ -1545,19 +1577,7 @@ def _col_group8_ones(xf, xg, xs1, w, m, mo_out, e, ones):
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
     for c in range(w):
         v0, v1, v2, v3, v4, v5, v6, v7, sh = _step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, mo_out)
-        one = like(1.0, sh)
-        a0 = fexp_np(v0 - sh)
-        a1 = fexp_np(v1 - sh)
-        a2 = fexp_np(v2 - sh)
-        a3 = fexp_np(v3 - sh)
-        a4 = fexp_np(v4 - sh)
-        a5 = fexp_np(v5 - sh)
-        a6 = fexp_np(v6 - sh)
-        a7 = fexp_np(v7 - sh)
-        e[c] = (((_rest(a0, one) + _rest(a1, one)) + (_rest(a2, one) + _rest(a3, one)))
-                + ((_rest(a4, one) + _rest(a5, one)) + (_rest(a6, one) + _rest(a7, one))))
-        ones[c] = (((_is1(a0, one) + _is1(a1, one)) + (_is1(a2, one) + _is1(a3, one)))
-                   + ((_is1(a4, one) + _is1(a5, one)) + (_is1(a6, one) + _is1(a7, one))))
+        e[c], ones[c] = _exp_sum8_ones(v0, v1, v2, v3, v4, v5, v6, v7, sh)
 
 
 @njit(**_INLINE)
@@ -1598,6 +1618,16 @@ def _col_rescale(s, mo, m, w):
                 sv[c] = _rescaled(sv[c], np.float64(_sh(mo_c)) - np.float64(_sh(mn)), mn > mo_c)
 
 
+@njit(**_INLINE)
+def _ref_step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, ref):
+    """Column ``c`` of a group of 8 rows against its reference: its 8
+    values, the reference, and the new running max (stored into ``m[c]``)."""
+    v0, v1, v2, v3, v4, v5, v6, v7 = _load8(x0, x1, x2, x3, x4, x5, x6, x7, c)
+    mn = _group_max8(m[c], v0, v1, v2, v3, v4, v5, v6, v7)
+    m[c] = mn
+    return v0, v1, v2, v3, v4, v5, v6, v7, ref[c], mn
+
+
 @njit(fastmath=_FM, cache=True)
 def _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr):
     """Softmax's ``_col_group8``: the new running max ``m`` of a full group
@@ -1612,13 +1642,27 @@ def _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr):
     _wide_vectors()
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
     for c in range(w):
-        v0, v1, v2, v3, v4, v5, v6, v7 = _load8(x0, x1, x2, x3, x4, x5, x6, x7, c)
-        r = ref[c]
-        mn = _group_max8(m[c], v0, v1, v2, v3, v4, v5, v6, v7)
-        m[c] = mn
+        v0, v1, v2, v3, v4, v5, v6, v7, r, mn = _ref_step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, ref)
         sh = _sh(r)  # every x - sh <= hr, -inf or NaN (or the column is taken again)
         t = _exp_sum8(v0, v1, v2, v3, v4, v5, v6, v7, sh)
         e[c] = like(-1.0, t) if mn > r + hr else t
+
+
+@njit(fastmath=_FM, cache=True)
+def _col_group8_ref_ones(xf, xg, xs1, w, m, ref, e, ones):
+    """``_col_group8_ref`` for float32 log_softmax, with no headroom (a
+    column is left out, ``e`` -1, as soon as its max exceeds its reference,
+    so that the reference is the max itself when the group is added), and
+    the exponentials equal to 1 apart (``_exp_sum8_ones``: their count into
+    ``ones``).  For long, wide blocks only (``COL_REF_LOG_K``,
+    ``COL_REF_LOG_W``; see ``_col_block``)."""
+    _wide_vectors()
+    x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
+    for c in range(w):
+        v0, v1, v2, v3, v4, v5, v6, v7, r, mn = _ref_step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, ref)
+        t, n1 = _exp_sum8_ones(v0, v1, v2, v3, v4, v5, v6, v7, _sh(r))
+        e[c] = like(-1.0, t) if mn > r else t
+        ones[c] = n1
 
 
 @njit(**_INLINE)
@@ -1630,6 +1674,19 @@ def _col_add_ref(s, e, w):
         ec = e[c]
         again = ec < 0
         s[c] += 0.0 if again else np.float64(ec)
+        n += again
+    return n
+
+
+@njit(**_INLINE)
+def _col_add_ref_ones(s, e, ones, w):
+    """``_col_add_ref`` of ``_col_group8_ref_ones``'s sums: ``s +=`` the
+    count of ones plus the sum of the rest, in float64."""
+    n = 0
+    for c in range(w):
+        ec = e[c]
+        again = ec < 0
+        s[c] += 0.0 if again else np.float64(ones[c]) + np.float64(ec)
         n += again
     return n
 
@@ -1673,33 +1730,48 @@ def _col_reref(xf, xg, xs1, w, m, ref, s, e):
                 ref[c] = mn
 
 
+@njit(**_INLINE)
+def _e64(v, sh):
+    return np.float64(fexp_np(v - sh))
+
+
 @njit(fastmath=_FM, cache=True)
-def _col_readd8(xf, xg, xs1, w, ref, s, e):
+def _col_readd8(xf, xg, xs1, w, ref, s, e, log):
     """``s += `` the sum of the 8 ``exp(x - sh(ref))`` of the group at
     ``xg`` where ``e`` is -1 (after ``_col_rebase``): ``_col_reref`` for
-    groups where many columns were left out (a ramp along the columns)."""
+    groups where many columns were left out (a ramp along the columns).
+    ``log``: the sum in float64 (the max's 1 among them)."""
     _wide_vectors()
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
     for c in range(w):
         sh = _sh(ref[c])
         v0, v1, v2, v3, v4, v5, v6, v7 = _load8(x0, x1, x2, x3, x4, x5, x6, x7, c)
-        t = _exp_sum8(v0, v1, v2, v3, v4, v5, v6, v7, sh)
-        s[c] += np.float64(t) if e[c] < 0 else 0.0
+        if log:  # T's exponentials, as _col_reref's
+            t = (((_e64(v0, sh) + _e64(v1, sh)) + (_e64(v2, sh) + _e64(v3, sh)))
+                 + ((_e64(v4, sh) + _e64(v5, sh)) + (_e64(v6, sh) + _e64(v7, sh))))
+        else:
+            t = np.float64(_exp_sum8(v0, v1, v2, v3, v4, v5, v6, v7, sh))
+        s[c] += t if e[c] < 0 else 0.0
 
 
 @njit(**_INLINE)
-def _col_sums_ref(xf, xb, xs1, k, w, m, ref, s, gm, e):
-    """Pass 1 of ``_col_block`` for softmax: the maxima ``m`` and the
-    float64 sums ``s`` of ``exp(x - sh(ref))``, against per-column
-    references ``ref`` that trail the max by at most ``COL_HEADROOM``
-    (``_col_group8_ref``; the sum against the max is then ``s *
-    exp(sh(ref) - m)``).  Unlike log_softmax's ``_col_sums`` there is no
-    rescaling each time a max grows: (32000, 4096) axis 0, 2 threads, this
-    pass 0.67 -> 0.59 of a copy in float32 (a plain read of the block:
-    0.57), 0.69 -> 0.62 in float64.  log_softmax keeps the exact 1 at the
-    max (its result there is ``-log(sum)``, near 0, where an ulp of the sum
-    shows)."""
-    hr = like(COL_HEADROOM, m[0])
+def _col_sums_ref(xf, xb, xs1, k, w, m, ref, s, gm, e, ones, log):
+    """Pass 1 of ``_col_block`` for softmax and float32 log_softmax: the
+    maxima ``m`` and the float64 sums ``s`` of ``exp(x - sh(ref))``,
+    against per-column references ``ref`` that trail the max by at most
+    ``COL_HEADROOM`` (``_col_group8_ref``; the sum against the max is then
+    ``s * exp(sh(ref) - m)``).  Unlike float64 log_softmax's ``_col_sums``
+    there is no rescaling test of every column after every group:
+    (32000, 4096) axis 0, 2 threads, this pass 0.67 -> 0.59 of a copy in
+    float32 (a plain read of the block: 0.57), 0.69 -> 0.62 in float64.
+
+    ``log`` (float32 log_softmax): no headroom, and the exponentials equal
+    to 1 counted apart (``_col_group8_ref_ones``): its result at the max is
+    ``-log(sum)``, near 0 at a dominant max, where float32's ulp of the sum
+    would show.  Every reference is then its column's max at the end, and
+    the columns taken again are added in float64.  Only for long, wide
+    blocks (see ``_col_block``)."""
+    hr = like(0.0 if log else COL_HEADROOM, m[0])
     for c in range(w):
         m[c] = like(-np.inf, hr)
     if k > 0:  # the first references: no column left out of the first group
@@ -1711,11 +1783,15 @@ def _col_sums_ref(xf, xb, xs1, k, w, m, ref, s, gm, e):
         g = min(COL_GROUP, k - r0)
         xg = xb + r0 * xs1
         if g == COL_GROUP:
-            _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr)
-            again = _col_add_ref(s, e, w)
+            if log:
+                _col_group8_ref_ones(xf, xg, xs1, w, m, ref, e, ones)
+                again = _col_add_ref_ones(s, e, ones, w)
+            else:
+                _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr)
+                again = _col_add_ref(s, e, w)
             if again * COL_SCAN > w:  # many (a ramp): two vector passes
                 _col_rebase(s, m, ref, w, hr)
-                _col_readd8(xf, xg, xs1, w, ref, s, e)
+                _col_readd8(xf, xg, xs1, w, ref, s, e, log)
             elif again:
                 _col_reref(xf, xg, xs1, w, m, ref, s, e)
         else:  # the last, ragged group: new references first, then its rows
@@ -1898,10 +1974,11 @@ def _col_add_grown(s, m, mo, e, ones, w, wide, left):
 
 @njit(**_INLINE)
 def _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e, e64, ones):
-    """Pass 1 of ``_col_block`` for log_softmax: the running maxima ``m``
-    and the float64 sums ``s`` of the w columns at xb, each group's sum
-    added first in T (float32: the ones apart, ``_col_group8_ones``; a
-    last, ragged group in float64)."""
+    """Pass 1 of ``_col_block`` for float64 log_softmax, and float32's on
+    short or narrow blocks: the running maxima ``m`` and the float64 sums
+    ``s`` of the w columns at xb, each group's sum added first in T
+    (float32: the ones apart, ``_col_group8_ones``; a last, ragged group in
+    float64)."""
     wide = e.itemsize == 4
     ninf = like(-np.inf, m[0])
     for c in range(w):
@@ -1950,7 +2027,16 @@ def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e64, o
     them, and ``log(sum)`` is needed to the last bits.  A redo of the
     block's pass in float64 where a column's sum was below ``_REDO_BELOW``,
     as the rows do, ran nearly always on the benchmark's logits, 3 x
-    standard normal: 2.6x a copy).  Pass 2 writes,
+    standard normal: 2.6x a copy).  Float32 log_softmax of long, wide
+    blocks (at least ``COL_REF_LOG_K`` rows, ``COL_REF_LOG_W`` columns)
+    takes softmax's references instead, with no headroom (``_col_sums_ref``
+    with ``log``): no test of every column after every group, where a
+    column whose max grows is taken again alone.  (32000, 4096), two
+    threads, log_softmax / softmax 1.08-1.18 -> 1.02-1.16, median of 12
+    runs 1.11 -> 1.07 (one thread 1.07 -> 1.00); it lost on narrow blocks,
+    (65536, 32) one thread 1.04-1.09 -> 1.66-1.68, and the fourteenth
+    session measured losses on short columns in cache, (1000, 2048) and
+    (4000, 512) one thread 1.26-1.54.  Pass 2 writes,
     softmax four rows at a time (``_col_write4``), log_softmax one row at a
     time with the row after next prefetched (``nt``: with streaming stores,
     straight from the loops, ``_col_row``; log_softmax (32000, 4096) axis 0,
@@ -1958,10 +2044,10 @@ def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e64, o
     1.53-1.56 -> 1.44-1.47 against a scratch row streamed out).
     """
     _wide_vectors()
-    if log:
+    if log and (e.itemsize == 8 or k < COL_REF_LOG_K or w < COL_REF_LOG_W):
         _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e, e64, ones)
-    else:  # mo: the references
-        _col_sums_ref(xf, xb, xs1, k, w, m, mo, s, gm, e)
+    else:  # mo: the references (log_softmax: the maxima, at the end)
+        _col_sums_ref(xf, xb, xs1, k, w, m, mo, s, gm, e, ones, log)
     for c in range(w):
         mc = m[c]
         sc = s[c]

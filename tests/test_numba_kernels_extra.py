@@ -96,6 +96,18 @@ def _moving_maxima(dtype):
     return x.astype(dtype)
 
 
+def _cols_1_and_2_threads(x, log):
+    """The column kernel's result for 2-D ``x`` along axis 0, checked to be
+    the same bits at 1 and 2 threads."""
+    outs = []
+    for n_threads in (1, 2):
+        out = np.empty_like(x)
+        nb_softmax.softmax_cols(x[None], out[None], log, n_threads)
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    return outs[0]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("log", [False, True])
 def test_columns_reference_moves(dtype, log):
@@ -118,13 +130,7 @@ def test_columns_reference_moves(dtype, log):
     for cols in (slice(0, 200), slice(None)):
         xc = np.ascontiguousarray(x[:, cols])
         want = _scipy(xc, 0, log)
-        outs = []
-        for n_threads in (1, 2):
-            out = np.empty_like(xc)
-            nb_softmax.softmax_cols(xc[None], out[None], log, n_threads)
-            outs.append(out)
-        np.testing.assert_array_equal(outs[0], outs[1])
-        got = outs[0].astype(np.float64)
+        got = _cols_1_and_2_threads(xc, log).astype(np.float64)
         assert np.array_equal(np.isneginf(got), np.isneginf(want))
         if log:
             fin = np.isfinite(want)
@@ -210,22 +216,17 @@ def test_long_columns_reference_moves(dtype):
         f = fastsoftmax.log_softmax if log else fastsoftmax.softmax
         with np.errstate(all="ignore"):
             want = _scipy(x, 0, log)
-            outs = []
-            for n_threads in (1, 2):
-                out = np.empty_like(x)
-                nb_softmax.softmax_cols(x[None], out[None], log, n_threads)
-                outs.append(out)
+            kern = _cols_1_and_2_threads(x, log)
             api = [f(x, axis=0, backend="numba"), f(x.T, axis=-1, backend="numba").T,
                    f(ro, axis=0, backend="numba")]
-        np.testing.assert_array_equal(outs[0], outs[1])
-        np.testing.assert_array_equal(api[0], outs[0])
-        np.testing.assert_array_equal(api[2], outs[0])
+        np.testing.assert_array_equal(api[0], kern)
+        np.testing.assert_array_equal(api[2], kern)
         fin = np.isfinite(want)
         if log:
             tol = (2 * eps if dtype == np.float32 else 1e-13) * np.maximum(np.abs(want[fin]), 1)
         else:
             tol = (1e-5 if dtype == np.float32 else 1e-13) * np.abs(want[fin]) + 1e-30
-        for got in (outs[0], api[1]):  # api[1]: the rows of a copy
+        for got in (kern, api[1]):  # api[1]: the rows of a copy
             got = got.astype(np.float64)
             assert np.array_equal(np.isnan(got), np.isnan(want))
             assert np.array_equal(np.isinf(got), np.isinf(want))

@@ -234,6 +234,58 @@ def test_long_columns_reference_moves(dtype):
             assert np.all(np.abs(got[fin] - want[fin]) <= tol)
 
 
+@pytest.mark.parametrize("case", ["scales", "dominant", "ties"])
+def test_long_columns_float32_log_softmax_precision(case):
+    """Float32 log_softmax of long, wide blocks (softmax's references, no
+    headroom) held to test_softmax's float32 bounds for the other paths:
+    within 2 eps of ``max(|y|, 1)`` of SciPy's float64 result over scales
+    from flat to peaked columns; at a max that dominates its column by a
+    gap, -log(sum) as SciPy's float64 sum gives it (exactly 0 where that
+    sum is exactly 1); at a max reached 1 to 3 times (integer logits),
+    -log(count + rest) to float precision, up to an ulp of 1 per group of
+    rows (the float64 sum's, near the count: on these long columns
+    SciPy's own result at the max is further off)."""
+    k, w = nb_softmax.COL_REF_LOG_K + 3, nb_softmax.COL_REF_LOG_W
+    rng = np.random.default_rng(3)
+    eps = np.finfo(np.float32).eps
+    cols = np.arange(w)
+    if case == "scales":
+        xs = [(rng.standard_normal((k, w)) * scale).astype(np.float32) for scale in (0.1, 1.0, 10.0, 30.0)]
+    elif case == "dominant":
+        gaps = np.array([8.0, 15.0, 20.0, 30.0, 35.0, 36.0, 37.5, 40.0, 60.0, 100.0])
+        x = np.repeat(np.linspace(-80.0, -60.0, k)[:, None], w, axis=1)
+        at = (cols * 7919) % (k - 1)
+        x[at, cols] = 3.0
+        x[at + 1, cols] = 3.0 - gaps[cols % len(gaps)]
+        xs = [x.astype(np.float32)]
+    else:
+        x = -20.0 - (cols % 5) * 4.0 - rng.integers(0, 40, (k, w))
+        for j in cols:
+            x[rng.choice(k, size=1 + j % 3, replace=False), j] = 3.0
+        xs = [x.astype(np.float32)]
+    for x in xs:
+        got = fastsoftmax.log_softmax(x, axis=0, backend="numba").astype(np.float64)
+        want = _scipy(x, 0, True)
+        assert np.all(np.abs(got - want) <= 2 * eps * np.maximum(np.abs(want), 1))
+        if case == "scales":
+            continue
+        # at the max, against -log(n + rest) with rest summed apart (SciPy's
+        # float64 sum adds rest's tiny terms to the max's 1, one rounding
+        # each: 11% off here); the kernel adds each group's rest to a
+        # float64 sum near n, an ulp of 1 per group at most
+        at_max = x == x.max(axis=0)
+        x64 = x.astype(np.float64)
+        n = at_max.sum(axis=0)
+        rest = np.where(at_max, 0.0, np.exp(x64 - x64.max(axis=0))).sum(axis=0)
+        exact = -(np.log(n) + np.log1p(rest / n))
+        bound = 3 * eps * np.abs(exact) + -(-k // nb_softmax.COL_GROUP) * 2.0 ** -53
+        assert np.all(np.abs(got[x.argmax(axis=0), cols] - exact) <= bound)
+        if case == "dominant":
+            gone = np.exp(x.astype(np.float64) - 3.0).sum(axis=0) - 1.0 < 2.0 ** -54
+            assert gone.any() and (~gone).any()
+            np.testing.assert_array_equal(got[x.argmax(axis=0), cols][gone], 0.0)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("log", [False, True])
 @pytest.mark.parametrize("k", [37, 39])

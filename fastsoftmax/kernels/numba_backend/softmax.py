@@ -1666,27 +1666,22 @@ def _col_group8_ref_ones(xf, xg, xs1, w, m, ref, e, ones):
 
 
 @njit(**_INLINE)
-def _col_add_ref(s, e, w):
-    """``s += e`` in float64 where ``e`` is a sum (>= 0 or NaN); returns how
-    many columns have -1 there (to be taken again)."""
-    n = 0
-    for c in range(w):
-        ec = e[c]
-        again = ec < 0
-        s[c] += 0.0 if again else np.float64(ec)
-        n += again
-    return n
+def _group_sum(e, ones, c, wide):
+    """A column's sum over a group in float64: ``e`` (``_col_group8``,
+    ``_col_group8_ref``) or, ``wide``, the ones plus the rest
+    (``_col_group8_ones``, ``_col_group8_ref_ones``)."""
+    return np.float64(ones[c]) + np.float64(e[c]) if wide else np.float64(e[c])
 
 
 @njit(**_INLINE)
-def _col_add_ref_ones(s, e, ones, w):
-    """``_col_add_ref`` of ``_col_group8_ref_ones``'s sums: ``s +=`` the
-    count of ones plus the sum of the rest, in float64."""
+def _col_add_ref(s, e, ones, w, wide):
+    """``s +=`` a group's sums (``_group_sum``: ``wide``, those of
+    ``_col_group8_ref_ones``) in float64 where ``e`` is a sum (>= 0 or NaN);
+    returns how many columns have -1 there (to be taken again)."""
     n = 0
     for c in range(w):
-        ec = e[c]
-        again = ec < 0
-        s[c] += 0.0 if again else np.float64(ones[c]) + np.float64(ec)
+        again = e[c] < 0
+        s[c] += 0.0 if again else _group_sum(e, ones, c, wide)
         n += again
     return n
 
@@ -1785,10 +1780,9 @@ def _col_sums_ref(xf, xb, xs1, k, w, m, ref, s, gm, e, ones, log):
         if g == COL_GROUP:
             if log:
                 _col_group8_ref_ones(xf, xg, xs1, w, m, ref, e, ones)
-                again = _col_add_ref_ones(s, e, ones, w)
             else:
                 _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr)
-                again = _col_add_ref(s, e, w)
+            again = _col_add_ref(s, e, ones, w, log)
             if again * COL_SCAN > w:  # many (a ramp): two vector passes
                 _col_rebase(s, m, ref, w, hr)
                 _col_readd8(xf, xg, xs1, w, ref, s, e, log)
@@ -1913,13 +1907,6 @@ def _col_row(xr, orow, shv, scv, log, nt):
 
 
 @njit(**_INLINE)
-def _group_sum(e, ones, c, wide):
-    """A column's sum over a group from ``_col_group8`` (``e``) or, ``wide``,
-    ``_col_group8_ones`` (the ones, then the rest), in float64."""
-    return np.float64(ones[c]) + np.float64(e[c]) if wide else np.float64(e[c])
-
-
-@njit(**_INLINE)
 def _col_add_group(s, m, mo, e, ones, w, wide):
     """``s +=`` a group's sums (``_group_sum``) in the columns whose running
     max did not grow (from ``mo`` to ``m``); returns how many grew.  The
@@ -1931,19 +1918,12 @@ def _col_add_group(s, m, mo, e, ones, w, wide):
     stops after it), 0.86-1.02 -> 1.04-1.19 us where 21 spread ones did;
     axis 0, one thread, log_softmax / softmax (16000, 2048) 1.06-1.16 ->
     0.97-1.01; two threads, (32000, 4096), 1.12-1.15 -> 1.09-1.17 (within
-    the noise).  (The two loops differ only in ``_group_sum``: a branch
-    inside one loop was not tried.)"""
+    the noise)."""
     n = 0
-    if wide:
-        for c in range(w):
-            grew = m[c] > mo[c]
-            s[c] += 0.0 if grew else np.float64(ones[c]) + np.float64(e[c])
-            n += grew
-    else:
-        for c in range(w):
-            grew = m[c] > mo[c]
-            s[c] += 0.0 if grew else np.float64(e[c])
-            n += grew
+    for c in range(w):
+        grew = m[c] > mo[c]
+        s[c] += 0.0 if grew else _group_sum(e, ones, c, wide)
+        n += grew
     return n
 
 

@@ -32,9 +32,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 from ._exp import fexp, fexp_np, fmax, like, log64_ge1
-from ._vec import (_splat, by_halves, masked_mem, maxnum, vadd, vadd_ne1, vcount_eq,
+from ._vec import (Vec, _splat, by_halves, masked_mem, maxnum, vadd, vadd_ne1, vcount_eq,
                    vcount_not_finite, vec_exp, vec_exp_np, vfinite_or_zero, vgt, vhead, vhmax, vhsum,
-                   vload, vload_part, vmul, vrecip, vsplat, vstore, vsub, vwiden, vzero)
+                   vload, vload_part, vrecip, vsplat, vstore, vsub, vwiden, vzero)
 from ._runtime import (LazyKernel, arr, check_layer, element_pointer, flat, parallel_lock,
                        prefetch_intrinsic, stack_array, use_threads, view)
 
@@ -371,23 +371,31 @@ class _VecGen:
 
 
 @intrinsic
-def _tile_t(typingctx, src, sbase, sstride, nrows, ncols, dst, dbase, dstride, whole):
+def _tile_t(typingctx, src, sbase, sstride, nrows, ncols, dst, dbase, dstride, whole, fac):
     """Transpose a tile of at most W x W elements (W = 16 float32, 8
     float64: one 64-byte vector), in registers: ``dst[dbase + j * dstride
     + i] = src[sbase + i * sstride + j]`` for ``i < nrows``, ``j < ncols``
-    (both at most W); nothing else is read or written (masked loads and
+    (both at most W), times ``fac[j]`` when ``fac`` is a ``Vec`` of W
+    lanes (None: no product); nothing else is read or written (masked loads and
     stores; plain stores for a full W x W tile).  ``whole`` (a literal
     bool): ``dst`` is scratch with room for all W rows of W, written with
     plain stores, zeros past ``nrows`` and ``ncols`` (a load right after a
-    masked store cannot take its data from the store).  log2(W) rounds of W two-source shuffles (``vpermt2ps``):
-    the short-row blocks' turning around (``_small_rows``) had been
-    element by element, which LLVM made gathers of, and AMD Zen 4's are
-    slow (float32 (100000, 16) softmax, 2 threads: 13-14x a copy, 9x now;
-    one thread, rows of 16 in cache: 33 -> 15 ns a row)."""
+    masked store cannot take its data from the store).  log2(W) stages of W
+    two-source shuffles, stage s swapping the off-diagonal s x s blocks of
+    each 2s x 2s block (as the Cython backend's ``transpose``): the
+    short-row blocks' turning around (``_small_rows``) had been element by
+    element, which LLVM made gathers of, and AMD Zen 4's are slow (float32
+    (100000, 16) softmax, 2 threads: 13-14x a copy, 9x then; one thread,
+    rows of 16 in cache: 33 -> 15 ns a row).  Softmax's turning back takes
+    its product by 1 / sum here (``fac``), which saved a pass over the
+    block's exponentials; with the stages (perfect shuffles before), one
+    thread, (4000, 16) in cache: float32 34-36 -> 30-31 us, float64 60-62 ->
+    56-58 us; (2000, 33) float32 36-38 -> 32-34 us (same bits)."""
     if not (isinstance(src, types.Array) and isinstance(dst, types.Array)
             and src.dtype == dst.dtype and src.dtype in (types.float32, types.float64)
             and all(isinstance(a, types.Integer) for a in (sbase, sstride, nrows, ncols, dbase, dstride))
-            and isinstance(whole, types.BooleanLiteral)):
+            and isinstance(whole, types.BooleanLiteral)
+            and (isinstance(fac, types.NoneType) or (isinstance(fac, Vec) and fac.dtype == src.dtype))):
         return None
 
     def codegen(context, builder, signature, args):
@@ -405,16 +413,18 @@ def _tile_t(typingctx, src, sbase, sstride, nrows, ncols, dst, dbase, dstride, w
             ok = builder.and_(cols, builder.icmp_unsigned("<", ir.Constant(v32, [i] * w), nr32))
             off = builder.add(sb, builder.mul(ss, ir.Constant(intp, i)))
             ptr = builder.bitcast(builder.gep(sdata, [off]), vty.as_pointer())
-            vecs.append(builder.call(load, [ptr, item, ok, zero]))
-        h = w // 2
-        lo = ir.Constant(v32, [x for l in range(h) for x in (l, w + l)])
-        hi = ir.Constant(v32, [x for l in range(h, w) for x in (l, w + l)])
-        for _ in range(w.bit_length() - 1):
-            nxt = []
-            for i in range(h):
-                nxt.append(builder.shuffle_vector(vecs[i], vecs[i + h], lo))
-                nxt.append(builder.shuffle_vector(vecs[i], vecs[i + h], hi))
-            vecs = nxt
+            v = builder.call(load, [ptr, item, ok, zero])
+            vecs.append(builder.fmul(v, args[9]) if isinstance(fac, Vec) else v)
+        st = 1
+        while st < w:  # stage st swaps the off-diagonal st x st blocks of each 2st x 2st block
+            tl = ir.Constant(v32, [l + w - st if l & st else l for l in range(w)])
+            th = ir.Constant(v32, [l + w if l & st else l + st for l in range(w)])
+            for i in range(w):
+                if not i & st:
+                    a, b = vecs[i], vecs[i + st]
+                    vecs[i] = builder.shuffle_vector(a, b, tl)
+                    vecs[i + st] = builder.shuffle_vector(a, b, th)
+            st *= 2
         rows = builder.icmp_unsigned("<", iota, nr32)
 
         def stores(masked):
@@ -439,7 +449,7 @@ def _tile_t(typingctx, src, sbase, sstride, nrows, ncols, dst, dbase, dstride, w
                     stores(True)
         return context.get_dummy_value()
 
-    return types.none(src, sbase, sstride, nrows, ncols, dst, dbase, dstride, whole), codegen
+    return types.none(src, sbase, sstride, nrows, ncols, dst, dbase, dstride, whole, fac), codegen
 
 
 @intrinsic
@@ -475,8 +485,9 @@ def _shifted_span(typingctx, src, sbase, dst, dbase, n, shift, lse):
 
 
 @njit(**_INLINE)
-def _transpose(src, sb, ss, nrows, ncols, dst, db, ds, whole):
-    """``dst[db + j * ds + i] = src[sb + i * ss + j]`` for ``i < nrows``,
+def _transpose(src, sb, ss, nrows, ncols, dst, db, ds, whole, fac):
+    """``dst[db + j * ds + i] = src[sb + i * ss + j]`` (times ``fac[j]``,
+    a ``Vec``, unless None: ``ncols`` at most one tile) for ``i < nrows``,
     ``j < ncols``, a ``_tile_t`` tile at a time; ``whole`` (a literal
     bool): ``dst`` is scratch with room for whole tiles, written whole
     (plain stores, zeros past ``nrows``/``ncols``)."""
@@ -484,7 +495,7 @@ def _transpose(src, sb, ss, nrows, ncols, dst, db, ds, whole):
     for i0 in range(0, nrows, tw):
         for j0 in range(0, ncols, tw):
             _tile_t(src, sb + i0 * ss + j0, ss, min(tw, nrows - i0), min(tw, ncols - j0),
-                    dst, db + j0 * ds + i0, ds, whole)
+                    dst, db + j0 * ds + i0, ds, whole, fac)
 
 
 @intrinsic
@@ -1169,9 +1180,10 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
     ``tx[j * lanes:(j + 1) * lanes]``.  The max, the exponentials and their
     sum (in float64, in element order: the same order for every row,
     whichever kernel or layout) are then whole-vector operations with the
-    accumulators in registers (``_vec``).  Softmax scales the exponentials
-    and turns them back; log_softmax writes each row from the row itself
-    (``_shifted_span``).  The scratch lives on the stack.
+    accumulators in registers (``_vec``).  Softmax turns the exponentials
+    back, times 1 / sum on the way (``_tile_t``'s ``fac``); log_softmax
+    writes each row from the row itself (``_shifted_span``).  The scratch
+    lives on the stack.
 
     One thread, float32 rows of 5 / 16 / 33 / 63 in cache (AMD Zen 4), ns a
     row, softmax: 5.4 / 11.6 / 27 / -- -> 4.3 / 7.5 / 15.5 / --;
@@ -1193,7 +1205,7 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
             for b in range(0, ng, lanes):
                 nb = min(lanes, ng - b)
                 _prefetch_rows(xf, xo, xs, g0 + b + _SMALL_AHEAD * lanes, lanes, r1, k)
-                _transpose(xf, xo + (g0 + b) * xs, xs, nb, k, tx, 0, lanes, True)
+                _transpose(xf, xo + (g0 + b) * xs, xs, nb, k, tx, 0, lanes, True, None)
                 m = _tile_max(tx, k, lanes)
                 # a +inf or NaN max shifts by 0, and then needs the general exp
                 sh = vfinite_or_zero(m)
@@ -1214,7 +1226,7 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
         nb = min(lanes, r1 - b0)
         ob = oo + b0 * os
         _prefetch_rows(xf, xo, xs, b0 + _SMALL_AHEAD * lanes, lanes, r1, k)
-        _transpose(xf, xo + b0 * xs, xs, nb, k, tx, 0, lanes, True)
+        _transpose(xf, xo + b0 * xs, xs, nb, k, tx, 0, lanes, True, None)
         # x - max: every one <= 0, -inf or NaN (fexp_np)
         m = _tile_max(tx, k, lanes)
         acc = vzero(m, True)
@@ -1222,10 +1234,8 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
             e = vec_exp_np(vsub(vload(tx, j * lanes), m))
             vstore(te, j * lanes, e)
             acc = vadd(acc, vwiden(e))
-        f = vrecip(acc, m)
-        for j in range(k):
-            vstore(te, j * lanes, vmul(vload(te, j * lanes), f))
-        _transpose(te, 0, lanes, k, nb, of, ob, os, False)
+        # the exponentials times 1 / sum as they are turned back
+        _transpose(te, 0, lanes, k, nb, of, ob, os, False, vrecip(acc, m))
 
 
 @njit(**_INLINE)

@@ -1,5 +1,3 @@
-#define FSM_COL4 (is_log || FSM_VB == 64)
-
 /*
  * fsm_body.h -- the kernels, generic over the float type.
  * Included by fsm_isa.h with FSM_T (float or double), FSM_F32 (1 for float)
@@ -1129,45 +1127,40 @@ static void FN(col_block)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
        4096) axis 0, 2 threads, time / copy: softmax float32 1.49-1.52 ->
        1.19-1.26, float64 1.51-1.54 -> 1.19-1.31; log_softmax float32
        1.37-1.44 -> 1.22-1.29, float64 1.30-1.34 -> 1.19-1.22, against row
-       by row).  Each row's whole 64-byte line is written in turn, so that
-       no line is left part-written while the next rows' stores go out:
-       with 32-byte vectors (AVX2) and one vector per row in turn, four
-       lines per thread stayed open in the write-combining buffers and were
-       flushed part-written; on Zen 2 (8000, 4096) float32 softmax took
-       3.1x a copy, 1.9x without streaming stores */
-    const ptrdiff_t LW = 64 / (ptrdiff_t)sizeof(T);  /* elements per line */
-    if (FSM_COL4 && nt && cb >= 4 * LW && os % 64 == 0 && ((uintptr_t)out % sizeof(T)) == 0) {
-        const ptrdiff_t head = (ptrdiff_t)(((64 - (uintptr_t)out % 64) % 64) / sizeof(T));
+       by row) */
+    /* only where one store fills a 64-byte line (AVX-512): with narrower
+       vectors the four rows' stores go one vector per row in turn, four
+       lines per thread stay part-written in the write-combining buffers,
+       and row by row is faster (Zen 2, AVX2, (8000, 4096) axis 0, 2
+       threads, time / copy: float32 softmax 3.11 -> 1.54-1.66, log_softmax
+       1.76 -> 1.41-1.44; float64 6.71 -> 3.74-3.78, 3.15 -> 2.43-2.50) */
+    if (FSM_VB == 64 && nt && cb >= 4 * W && os % FSM_VB == 0 && ((uintptr_t)out % sizeof(T)) == 0) {
+        const ptrdiff_t head =
+            (ptrdiff_t)(((FSM_VB - (uintptr_t)out % FSM_VB) % FSM_VB) / sizeof(T));
         for (; r + 4 <= k; r += 4) {
             const T *s0 = (const T *)(x + r * xs), *s1 = (const T *)((const char *)s0 + xs);
             const T *s2 = (const T *)((const char *)s1 + xs), *s3 = (const T *)((const char *)s2 + xs);
             T *d0 = (T *)(out + r * os), *d1 = (T *)((char *)d0 + os);
             T *d2 = (T *)((char *)d1 + os), *d3 = (T *)((char *)d2 + os);
             ptrdiff_t i = 0;
-            for (; i < head; i += W) {  /* up to the first 64-byte boundary: plain stores */
-                const ptrdiff_t n = head - i < W ? head - i : W;
-                FN(store_part)(d0 + i, FSM_COL_OP(FN(load_part)(s0 + i, n, 0), i), n);
-                FN(store_part)(d1 + i, FSM_COL_OP(FN(load_part)(s1 + i, n, 0), i), n);
-                FN(store_part)(d2 + i, FSM_COL_OP(FN(load_part)(s2 + i, n, 0), i), n);
-                FN(store_part)(d3 + i, FSM_COL_OP(FN(load_part)(s3 + i, n, 0), i), n);
+            if (head) {
+                FN(store_part)(d0, FSM_COL_OP(FN(load_part)(s0, head, 0), 0), head);
+                FN(store_part)(d1, FSM_COL_OP(FN(load_part)(s1, head, 0), 0), head);
+                FN(store_part)(d2, FSM_COL_OP(FN(load_part)(s2, head, 0), 0), head);
+                FN(store_part)(d3, FSM_COL_OP(FN(load_part)(s3, head, 0), 0), head);
+                i = head;
             }
-            i = head;
-            for (; i + LW <= cb; i += LW) {  /* a whole line of each row in turn */
-                _Pragma("GCC unroll 4") for (ptrdiff_t v = i; v < i + LW; v += W)
-                    STREAM(d0 + v, FSM_COL_OP(FN(load)(s0 + v), v));
-                _Pragma("GCC unroll 4") for (ptrdiff_t v = i; v < i + LW; v += W)
-                    STREAM(d1 + v, FSM_COL_OP(FN(load)(s1 + v), v));
-                _Pragma("GCC unroll 4") for (ptrdiff_t v = i; v < i + LW; v += W)
-                    STREAM(d2 + v, FSM_COL_OP(FN(load)(s2 + v), v));
-                _Pragma("GCC unroll 4") for (ptrdiff_t v = i; v < i + LW; v += W)
-                    STREAM(d3 + v, FSM_COL_OP(FN(load)(s3 + v), v));
+            for (; i + W <= cb; i += W) {
+                STREAM(d0 + i, FSM_COL_OP(FN(load)(s0 + i), i));
+                STREAM(d1 + i, FSM_COL_OP(FN(load)(s1 + i), i));
+                STREAM(d2 + i, FSM_COL_OP(FN(load)(s2 + i), i));
+                STREAM(d3 + i, FSM_COL_OP(FN(load)(s3 + i), i));
             }
-            for (; i < cb; i += W) {  /* the last part line: plain stores */
-                const ptrdiff_t n = cb - i < W ? cb - i : W;
-                FN(store_part)(d0 + i, FSM_COL_OP(FN(load_part)(s0 + i, n, 0), i), n);
-                FN(store_part)(d1 + i, FSM_COL_OP(FN(load_part)(s1 + i, n, 0), i), n);
-                FN(store_part)(d2 + i, FSM_COL_OP(FN(load_part)(s2 + i, n, 0), i), n);
-                FN(store_part)(d3 + i, FSM_COL_OP(FN(load_part)(s3 + i, n, 0), i), n);
+            if (i < cb) {
+                FN(store_part)(d0 + i, FSM_COL_OP(FN(load_part)(s0 + i, cb - i, 0), i), cb - i);
+                FN(store_part)(d1 + i, FSM_COL_OP(FN(load_part)(s1 + i, cb - i, 0), i), cb - i);
+                FN(store_part)(d2 + i, FSM_COL_OP(FN(load_part)(s2 + i, cb - i, 0), i), cb - i);
+                FN(store_part)(d3 + i, FSM_COL_OP(FN(load_part)(s3 + i, cb - i, 0), i), cb - i);
             }
         }
     }

@@ -221,6 +221,26 @@ def vstore(typingctx, buf, start, v):
 
 
 @intrinsic
+def vstore_nt(typingctx, buf, start, v):
+    """``buf[start:start + W] = v`` as a streaming (non-temporal) store,
+    unchecked; ``buf[start]`` must be 64-byte aligned (a misaligned
+    streaming store faults: take spans from ``_nt_span``).  Where vectors
+    are narrower than 64 bytes (AVX2), LLVM splits it into stores to
+    consecutive addresses, so each 64-byte line is written whole in turn."""
+    if not (_is_float_array(buf) and isinstance(start, types.Integer) and isinstance(v, Vec)
+            and v.dtype == buf.dtype):
+        return None
+
+    def codegen(context, builder, signature, args):
+        p = element_pointer(context, builder, signature, args, 0)
+        st = builder.store(args[2], builder.bitcast(p, args[2].type.as_pointer()), align=64)
+        st.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+        return context.get_dummy_value()
+
+    return types.none(buf, start, v), codegen
+
+
+@intrinsic
 def vzero(typingctx, ref, wide):
     """Lanes of +0: ``ref``'s lanes (a ``Vec``), in float64 if ``wide``
     (a literal bool) is true."""

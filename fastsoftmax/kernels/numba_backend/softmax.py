@@ -1803,7 +1803,7 @@ def _col_add_ref(s, e, ones, w, wide):
     (32000, 4096), time / copy, 6.67 -> 4.08."""
     n = 0
     for c in range(w):
-        g = _group_sum(e, ones, c, wide)  # loaded whatever again: no masked loads (see below)
+        g = _group_sum(e, ones, c, wide)  # loaded whatever again: no masked loads (docstring)
         again = e[c] < 0
         s[c] += 0.0 if again else g
         n += again

@@ -425,7 +425,7 @@ def test_scratch_rows_match_scipy(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("k", [1, 2, 10, 31, 32, 33, 63])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 7, 8, 9, 10, 15, 16, 17, 24, 31, 32, 33, 47, 63])
 def test_short_rows_every_lane_of_the_row_blocks(dtype, k):
     """Short rows (``k < SMALL_K_F32 / SMALL_K_F64``, float32 to 63, float64 to 31:
     ``SMALL_LANES_F32`` / ``SMALL_LANES_F64`` rows per block, one lane each of
@@ -464,6 +464,36 @@ def test_short_rows_every_lane_of_the_row_blocks(dtype, k):
             y = x.copy()
             f(y, axis=-1, out=y, backend="numba")
             np.testing.assert_array_equal(y, got)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_short_rows_same_bits_with_either_store_code(monkeypatch, dtype):
+    """The short-row blocks turn their tiles around by whole 64-byte tiles
+    with masked stores where the host has AVX-512, by 32-byte subtiles with
+    stores of whole pieces elsewhere (``_MASKED_STORES``, read when a
+    kernel compiles): a kernel compiled with the other choice (valid LLVM
+    either way) writes the same bits, and nothing past the rows."""
+    import numba
+
+    monkeypatch.setattr(nb_softmax, "_MASKED_STORES", not nb_softmax._MASKED_STORES)
+    other = numba.njit(nb_softmax._rows_serial, fastmath=nb_softmax._FM)
+    lanes = 64 // np.dtype(dtype).itemsize
+    rng = np.random.default_rng(11)
+    for k in (1, 3, 5, 8, 10, 13, 16, 17, 31, 33, 63):
+        if k >= _small_k(dtype):
+            continue
+        for n in (1, 5, lanes, lanes + 3):
+            x = (rng.normal(size=(n, k)) * 4).astype(dtype)
+            x[0, k // 2] = np.inf if n > 1 else x[0, k // 2]
+            for log in (False, True):
+                want = np.empty_like(x)
+                nb_softmax.softmax_rows(x, want, log, 1)
+                out = np.full((n, k + 5), 7, dtype=dtype)
+                xf, xo, xs, _ = nb_softmax.flat(x)
+                of, oo, os, _ = nb_softmax.flat(out[:, 2:k + 2])
+                other(xf, xo, xs, of, oo, os, n, k, log)
+                np.testing.assert_array_equal(out[:, 2:k + 2], want)
+                assert np.all(out[:, :2] == 7) and np.all(out[:, k + 2:] == 7)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

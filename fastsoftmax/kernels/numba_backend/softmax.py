@@ -369,87 +369,172 @@ class _VecGen:
         """``v`` (an i32 or a float) in every lane."""
         return _splat(self.builder, v, self.w)
 
+    def store_head(self, v, ptr, count):
+        """Store lanes ``0:count`` of vector ``v`` at ``ptr`` (a pointer to
+        ``vty``; ``count`` an i32, 0 to ``w``), nothing past them.  With
+        AVX-512, one masked store; otherwise whole pieces of ``w / 2``,
+        ``w / 4``, ..., 1 lanes, those in ``count``'s binary form, copied
+        from the vector put on the stack: AVX2's masked stores
+        (``vmaskmovps``/``vmaskmovpd``) are microcoded on AMD Zen 2, about a
+        dozen cycles each (float32 (64, 10) softmax, a block of 16 rows
+        turned back by 32 of them: 0.47 us of a 2.1 us call)."""
+        b = self.builder
+        w = v.type.count
+        if _MASKED_STORES:
+            iota = ir.Constant(ir.VectorType(self.i32, w), list(range(w)))
+            ok = b.icmp_signed("<", iota, _splat(b, count, w))
+            b.call(masked_mem(b, "store", v.type), [v, ptr, self.item, ok])
+            return
+        align = 4 if self.f32 else 8
+        ety = self.vty.element
+        full = b.icmp_signed("==", count, ir.Constant(self.i32, w))
+        with b.if_else(full) as (then, otherwise):
+            with then:
+                b.store(v, ptr, align=align)
+            with otherwise:
+                tmp = cgutils.alloca_once(b, v.type)
+                b.store(v, tmp)
+                src = b.bitcast(tmp, ety.as_pointer())
+                dst = b.bitcast(ptr, ety.as_pointer())
+                off = ir.Constant(self.i32, 0)
+                p = w // 2
+                while p:
+                    bit = b.and_(count, ir.Constant(self.i32, p))
+                    with b.if_then(b.icmp_unsigned("!=", bit, ir.Constant(self.i32, 0))):
+                        pty = ir.VectorType(ety, p).as_pointer() if p > 1 else ety.as_pointer()
+                        piece = b.load(b.bitcast(b.gep(src, [off]), pty), align=align)
+                        b.store(piece, b.bitcast(b.gep(dst, [off]), pty), align=align)
+                    off = b.add(off, bit)
+                    p //= 2
+
 
 @intrinsic
-def _tile_t(typingctx, src, sbase, sstride, nrows, ncols, dst, dbase, dstride, whole, fac):
+def _tile_t(typingctx, src, sbase, sstride, nrows, ncols, dst, dbase, dstride, whole, fac, swhole):
     """Transpose a tile of at most W x W elements (W = 16 float32, 8
     float64: one 64-byte vector), in registers: ``dst[dbase + j * dstride
     + i] = src[sbase + i * sstride + j]`` for ``i < nrows``, ``j < ncols``
     (both at most W), times ``fac[j]`` when ``fac`` is a ``Vec`` of W
-    lanes (None: no product); nothing else is read or written (masked loads and
-    stores; plain stores for a full W x W tile).  ``whole`` (a literal
-    bool): ``dst`` is scratch with room for all W rows of W, written with
-    plain stores, zeros past ``nrows`` and ``ncols`` (a load right after a
-    masked store cannot take its data from the store).  log2(W) stages of W
-    two-source shuffles, stage s swapping the off-diagonal s x s blocks of
-    each 2s x 2s block (as the Cython backend's ``transpose``): the
-    short-row blocks' turning around (``_small_rows``) had been element by
-    element, which LLVM made gathers of, and AMD Zen 4's are slow (float32
-    (100000, 16) softmax, 2 threads: 13-14x a copy, 9x then; one thread,
-    rows of 16 in cache: 33 -> 15 ns a row).  Softmax's turning back takes
-    its product by 1 / sum here (``fac``), which saved a pass over the
-    block's exponentials; with the stages (perfect shuffles before), one
-    thread, (4000, 16) in cache: float32 34-36 -> 30-31 us, float64 60-62 ->
-    56-58 us; (2000, 33) float32 36-38 -> 32-34 us (same bits)."""
+    lanes (None: no product); nothing else is read or written (masked
+    loads, ``_VecGen.store_head``'s stores; plain ones for a full W x W
+    tile).  ``whole`` (a literal bool): ``dst`` is scratch with room for
+    all W rows of W, its rows ``j < ncols`` written with plain stores,
+    zeros past ``nrows`` (a load right after a masked store cannot take
+    its data from the store); rows past ``ncols`` may be left as they
+    were.  ``swhole`` (a literal bool): ``src`` is such scratch, read with
+    plain loads (zeros for rows past ``nrows``): on AMD Zen 2 a masked
+    load (``vmaskmovps``) of data just stored waits for the store.
+
+    log2(u) stages of u two-source shuffles on each u x u subtile, stage s
+    swapping the off-diagonal s x s blocks of each 2s x 2s block (as the
+    Cython backend's ``transpose``); u = W with AVX-512, W / 2 (32-byte
+    vectors) otherwise, where a whole tile's 16 vectors of 64 bytes took
+    32 of AVX2's 16 registers and spilled.  Subtiles past ``ncols`` (and,
+    unless ``whole``, past ``nrows``) are skipped.  Zen 2, one thread,
+    float32 (1024, 5) softmax in cache, per 16-row block: turning in 69 ->
+    25 ns, turning back 72 -> 47 ns; the kernel 18.0 -> 9.9 us with
+    ``swhole`` and ``store_head`` (same bits).
+
+    History: the short-row blocks' turning around (``_small_rows``) had
+    been element by element, which LLVM made gathers of, and AMD Zen 4's
+    are slow (float32 (100000, 16) softmax, 2 threads: 13-14x a copy, 9x
+    then; one thread, rows of 16 in cache: 33 -> 15 ns a row).  Softmax's
+    turning back takes its product by 1 / sum here (``fac``), which saved
+    a pass over the block's exponentials; with the stages (perfect shuffles
+    before), one thread, (4000, 16) in cache: float32 34-36 -> 30-31 us,
+    float64 60-62 -> 56-58 us; (2000, 33) float32 36-38 -> 32-34 us (same
+    bits)."""
     if not (isinstance(src, types.Array) and isinstance(dst, types.Array)
             and src.dtype == dst.dtype and src.dtype in (types.float32, types.float64)
             and all(isinstance(a, types.Integer) for a in (sbase, sstride, nrows, ncols, dbase, dstride))
-            and isinstance(whole, types.BooleanLiteral)
+            and isinstance(whole, types.BooleanLiteral) and isinstance(swhole, types.BooleanLiteral)
             and (isinstance(fac, types.NoneType) or (isinstance(fac, Vec) and fac.dtype == src.dtype))):
         return None
 
     def codegen(context, builder, signature, args):
         g = _VecGen(context, builder, signature, args)
-        w, vty, i32, v32, intp, item, iota, splat = g.w, g.vty, g.i32, g.v32, g.intp, g.item, g.iota, g.splat
-        f32 = g.f32
+        w, i32, intp = g.w, g.i32, g.intp
+        # subtiles of u x u: the whole tile in registers takes W vectors of
+        # 64 bytes, 32 registers with AVX2's 32-byte ones (16 exist: spilled)
+        u = w if _MASKED_STORES else w // 2
+        uty = ir.VectorType(g.vty.element, u)
+        align = 4 if g.f32 else 8
         sdata, ddata = g.data(0), g.data(5)
         sb, ss, nr, nc, db, ds = g.arg(1), g.arg(2), g.arg(3), g.arg(4), g.arg(6), g.arg(7)
-        nr32, nc32 = splat(builder.trunc(nr, i32)), splat(builder.trunc(nc, i32))
-        zero = ir.Constant(vty, None)
-        load, store = g.load, g.store
-        cols = builder.icmp_unsigned("<", iota, nc32)
-        vecs = []
-        for i in range(w):
-            ok = builder.and_(cols, builder.icmp_unsigned("<", ir.Constant(v32, [i] * w), nr32))
-            off = builder.add(sb, builder.mul(ss, ir.Constant(intp, i)))
-            ptr = builder.bitcast(builder.gep(sdata, [off]), vty.as_pointer())
-            v = builder.call(load, [ptr, item, ok, zero])
-            vecs.append(builder.fmul(v, args[9]) if isinstance(fac, Vec) else v)
-        st = 1
-        while st < w:  # stage st swaps the off-diagonal st x st blocks of each 2st x 2st block
-            tl = ir.Constant(v32, [l + w - st if l & st else l for l in range(w)])
-            th = ir.Constant(v32, [l + w if l & st else l + st for l in range(w)])
-            for i in range(w):
-                if not i & st:
-                    a, b = vecs[i], vecs[i + st]
-                    vecs[i] = builder.shuffle_vector(a, b, tl)
-                    vecs[i + st] = builder.shuffle_vector(a, b, th)
-            st *= 2
-        rows = builder.icmp_unsigned("<", iota, nr32)
+        zero = ir.Constant(uty, None)
+        load = masked_mem(builder, "load", uty)
+        item = g.item
+        iota = ir.Constant(ir.VectorType(i32, u), list(range(u)))
+        nc32, nr32 = builder.trunc(nc, i32), builder.trunc(nr, i32)
+        none = ir.Constant(ir.VectorType(ir.IntType(1), u), None)
+        whole_dst, whole_src = whole.literal_value, swhole.literal_value
 
-        def stores(masked):
-            for j in range(w):
-                off = builder.add(db, builder.mul(ds, ir.Constant(intp, j)))
-                ptr = builder.bitcast(builder.gep(ddata, [off]), vty.as_pointer())
-                if masked:
-                    ok = builder.and_(rows, builder.icmp_unsigned("<", ir.Constant(v32, [j] * w), nc32))
-                    builder.call(store, [vecs[j], ptr, item, ok])
+        def subtile(i0, j0, masked):
+            # the lanes' mask once, and each row's by a scalar select: the
+            # mask of both compares, row by row, took ~12 instructions a row
+            cols = builder.icmp_signed("<", builder.add(iota, _splat(builder, ir.Constant(i32, j0), u)),
+                                       _splat(builder, nc32, u))
+            if isinstance(fac, Vec):
+                f = builder.shuffle_vector(args[9], args[9], ir.Constant(ir.VectorType(i32, u),
+                                                                         list(range(j0, j0 + u))))
+            vecs = []
+            for i in range(i0, i0 + u):
+                off = builder.add(sb, builder.add(builder.mul(ss, ir.Constant(intp, i)), ir.Constant(intp, j0)))
+                ptr = builder.bitcast(builder.gep(sdata, [off]), uty.as_pointer())
+                if not masked:
+                    v = builder.load(ptr, align=align)
                 else:
-                    builder.store(vecs[j], ptr, align=4 if f32 else 8)
+                    row = builder.icmp_signed("<", ir.Constant(intp, i), nr)
+                    if whole_src:
+                        v = builder.select(row, builder.load(ptr, align=align), zero)
+                    else:
+                        v = builder.call(load, [ptr, item, builder.select(row, cols, none), zero])
+                vecs.append(builder.fmul(v, f) if isinstance(fac, Vec) else v)
+            st = 1
+            while st < u:  # stage st swaps the off-diagonal st x st blocks of each 2st x 2st block
+                tl = ir.Constant(ir.VectorType(i32, u), [l + u - st if l & st else l for l in range(u)])
+                th = ir.Constant(ir.VectorType(i32, u), [l + u if l & st else l + st for l in range(u)])
+                for i in range(u):
+                    if not i & st:
+                        a, b = vecs[i], vecs[i + st]
+                        vecs[i] = builder.shuffle_vector(a, b, tl)
+                        vecs[i + st] = builder.shuffle_vector(a, b, th)
+                st *= 2
+            left = builder.sub(nr32, ir.Constant(i32, i0))
+            left = builder.select(builder.icmp_signed(">", left, ir.Constant(i32, u)), ir.Constant(i32, u), left)
+            for jj in range(u):
+                j = j0 + jj
+                off = builder.add(db, builder.add(builder.mul(ds, ir.Constant(intp, j)), ir.Constant(intp, i0)))
+                ptr = builder.bitcast(builder.gep(ddata, [off]), uty.as_pointer())
+                if whole_dst or not masked:
+                    builder.store(vecs[jj], ptr, align=align)
+                else:
+                    g.store_head(vecs[jj], ptr, builder.select(
+                        builder.icmp_signed("<", ir.Constant(intp, j), nc), left, ir.Constant(i32, 0)))
 
-        if whole.literal_value:
-            stores(False)
-        else:
-            full = builder.and_(builder.icmp_signed("==", nr, ir.Constant(intp, w)),
-                                builder.icmp_signed("==", nc, ir.Constant(intp, w)))
-            with builder.if_else(full) as (then, otherwise):
-                with then:
-                    stores(False)
-                with otherwise:
-                    stores(True)
+        def tiles(masked):
+            for i0 in range(0, w, u):
+                for j0 in range(0, w, u):
+                    if not masked:
+                        subtile(i0, j0, False)
+                        continue
+                    # a subtile past ncols has nothing to write (scratch rows
+                    # past ncols are not read), past nrows only zeros to scratch
+                    need = builder.icmp_signed("<", ir.Constant(intp, j0), nc)
+                    if not whole_dst:
+                        need = builder.and_(need, builder.icmp_signed("<", ir.Constant(intp, i0), nr))
+                    with builder.if_then(need):
+                        subtile(i0, j0, True)
+
+        full = builder.and_(builder.icmp_signed("==", nr, ir.Constant(intp, w)),
+                            builder.icmp_signed("==", nc, ir.Constant(intp, w)))
+        with builder.if_else(full) as (then, otherwise):
+            with then:
+                tiles(False)
+            with otherwise:
+                tiles(True)
         return context.get_dummy_value()
 
-    return types.none(src, sbase, sstride, nrows, ncols, dst, dbase, dstride, whole, fac), codegen
+    return types.none(src, sbase, sstride, nrows, ncols, dst, dbase, dstride, whole, fac, swhole), codegen
 
 
 @intrinsic
@@ -469,7 +554,7 @@ def _shifted_span(typingctx, src, sbase, dst, dbase, n, shift, lse):
         sdata, ddata = g.data(0), g.data(2)
         sb, db, cnt = g.arg(1), g.arg(3), g.arg(4)
         shv, lsev = splat(args[5]), splat(args[6])
-        load, store = g.load, g.store
+        load = g.load
         nchunks = builder.udiv(builder.add(cnt, ir.Constant(intp, w - 1)), ir.Constant(intp, w))
         with cgutils.for_range(builder, nchunks) as loop:
             j0 = builder.mul(loop.index, ir.Constant(intp, w))
@@ -478,24 +563,26 @@ def _shifted_span(typingctx, src, sbase, dst, dbase, n, shift, lse):
             sp = builder.bitcast(builder.gep(sdata, [builder.add(sb, j0)]), vty.as_pointer())
             dp = builder.bitcast(builder.gep(ddata, [builder.add(db, j0)]), vty.as_pointer())
             v = builder.call(load, [sp, item, ok, ir.Constant(vty, None)])
-            builder.call(store, [builder.fsub(builder.fsub(v, shv), lsev), dp, item, ok])
+            g.store_head(builder.fsub(builder.fsub(v, shv), lsev), dp, builder.select(
+                builder.icmp_signed(">", left, ir.Constant(i32, w)), ir.Constant(i32, w), left))
         return context.get_dummy_value()
 
     return types.none(src, sbase, dst, dbase, n, shift, lse), codegen
 
 
 @njit(**_INLINE)
-def _transpose(src, sb, ss, nrows, ncols, dst, db, ds, whole, fac):
+def _transpose(src, sb, ss, nrows, ncols, dst, db, ds, whole, fac, swhole=False):
     """``dst[db + j * ds + i] = src[sb + i * ss + j]`` (times ``fac[j]``,
     a ``Vec``, unless None: ``ncols`` at most one tile) for ``i < nrows``,
     ``j < ncols``, a ``_tile_t`` tile at a time; ``whole`` (a literal
     bool): ``dst`` is scratch with room for whole tiles, written whole
-    (plain stores, zeros past ``nrows``/``ncols``)."""
+    (plain stores, zeros past ``nrows``/``ncols``); ``swhole``: ``src``
+    is such scratch (plain loads)."""
     tw = 64 // src.itemsize
     for i0 in range(0, nrows, tw):
         for j0 in range(0, ncols, tw):
             _tile_t(src, sb + i0 * ss + j0, ss, min(tw, nrows - i0), min(tw, ncols - j0),
-                    dst, db + j0 * ds + i0, ds, whole, fac)
+                    dst, db + j0 * ds + i0, ds, whole, fac, swhole)
 
 
 @intrinsic
@@ -697,6 +784,8 @@ def _host_avx512():
 #: 6.28 and 3.05 -> 2.68 (row by row with streaming stores: float32 softmax
 #: 2.51, float64 8.24).  The same bits either way.
 _LINE_STORES = _host_avx512()
+#: a masked vector store is one instruction (AVX-512); see ``_VecGen.store_head``
+_MASKED_STORES = _LINE_STORES
 
 
 @njit(**_INLINE)
@@ -1332,7 +1421,7 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
             vstore(te, j * lanes, e)
             acc = vadd(acc, vwiden(e))
         # the exponentials times 1 / sum as they are turned back
-        _transpose(te, 0, lanes, k, nb, of, ob, os, False, vrecip(acc, m))
+        _transpose(te, 0, lanes, k, nb, of, ob, os, False, vrecip(acc, m), True)
 
 
 @njit(**_INLINE)

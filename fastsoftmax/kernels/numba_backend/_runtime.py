@@ -9,7 +9,7 @@ import threading
 import numba
 from numba import njit, types
 
-__all__ = ["LazyKernel", "use_threads", "parallel_lock", "FLOAT_TYPES", "prefetch_intrinsic",
+__all__ = ["LazyKernel", "keep_alive", "use_threads", "parallel_lock", "FLOAT_TYPES", "prefetch_intrinsic",
            "stack_array"]
 
 # --------------------------------------------------------------- threading
@@ -192,6 +192,23 @@ def view(typingctx, buf, start, length):
                              element_pointer(context, builder, signature, args), size)
 
     return sig, codegen
+
+
+@intrinsic
+def keep_alive(typingctx, a, b):
+    """A use of arrays ``a`` and ``b`` that does nothing.  Numba frees a
+    local array after its last use in the code, and a ``view`` of it holds
+    no reference: call this after the last use of views of arrays that the
+    function allocated, unless a loop around those uses keeps them alive
+    (``_rows_scratch_piped``'s last row, written from a view of a scratch
+    row whose last use was the view's creation, read freed memory)."""
+    if not (isinstance(a, types.Array) and isinstance(b, types.Array)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return context.get_dummy_value()
+
+    return types.none(a, b), codegen
 
 
 def _unmanaged_1d(context, builder, result, data, size):

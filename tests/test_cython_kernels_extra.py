@@ -211,3 +211,61 @@ def test_short_row_float32_log_softmax_near_zero_as_a_double_sum(isa, k):
     assert (np.abs(got_top[keep] - want_top[keep]) <= 3 * eps * np.abs(want_top[keep]) + 2.0 ** -53).all()
     # (the reference adds its terms to 1 one by one: a few roundings of 1)
     np.testing.assert_allclose(out, _log_softmax_ref(x), rtol=2 * eps, atol=2.0 ** -49)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1024, 2048, 2500, 4099, 32000, 50257])
+def test_long_rows_same_bits_alone_together_and_pipelined(isa, dtype, k):
+    """Softmax of two or more rows of scratch_min_bytes to FSM_SM_PIPE_BYTES
+    (256 KB) in a thread's share goes through a pipeline over rows (row i's
+    exponentials write row i - 1's result as they go, rows_sm_piped); a row
+    alone, and rows past 256 KB, go row by row.  The bits are the same
+    either way: each row alone, all rows at 1, 2 and 3 threads, with and
+    without streaming stores, in place, and into rows of ``out`` that are
+    not 64-byte aligned; special values (NaN, +-inf, an all -inf row, a
+    dominant entry) stay in their own rows and match SciPy's pattern."""
+    import fastsoftmax
+    scipy_special = pytest.importorskip("scipy.special")
+    rng = np.random.default_rng(k)
+    n = 5
+    x = (rng.standard_normal((n, k)) * 4).astype(dtype)
+    hot = rng.integers(0, k, size=3)
+    x[1, hot[0]] = np.nan
+    x[2, hot[1]] = np.inf
+    x[3] = -np.inf
+    x[4, hot[2]] = 80 if dtype == np.float32 else 700
+    prev_threads = fastsoftmax.get_num_threads()
+    prev = K._get_config()
+    try:
+        for log in (False, True):
+            want = np.empty_like(x)
+            for r in range(n):
+                K.softmax_rows(x[r:r + 1], want[r:r + 1], log, 1)
+            ref = scipy_special.log_softmax if log else scipy_special.softmax
+            expect = ref(x.astype(np.float64), axis=-1)
+            np.testing.assert_array_equal(np.isnan(want), np.isnan(expect))
+            ok = np.isfinite(expect)
+            atol = {(np.float32, True): 1e-6, (np.float64, True): 1e-12}.get(
+                (dtype, log), 4 * np.finfo(dtype).smallest_subnormal)  # softmax: subnormal results
+            np.testing.assert_allclose(want[ok], expect[ok], rtol=2e-5 if dtype == np.float32 else 1e-13,
+                                       atol=atol)
+            for nt_min in (prev["nt_min_bytes"], 1, 0):  # the default, always, never
+                K._set_config(nt_min_bytes=nt_min)
+                for threads in (1, 2, 3):
+                    out = np.full_like(x, 7.0)
+                    K.softmax_rows(x, out, log, threads)
+                    np.testing.assert_array_equal(out, want)
+                    wide = np.full((n, k + 5), 7.0, dtype=dtype)  # rows of out at 4 or 8 bytes past a line
+                    K.softmax_rows(x, wide[:, 1:k + 1], log, threads)
+                    np.testing.assert_array_equal(wide[:, 1:k + 1], want)
+                    assert (wide[:, 0] == 7).all() and (wide[:, k + 1:] == 7).all()
+                    y = x.copy()
+                    K.softmax_rows(y, y, log, threads)
+                    np.testing.assert_array_equal(y, want)
+            K._set_config(**prev)
+            fastsoftmax.set_num_threads(2)
+            f = fastsoftmax.log_softmax if log else fastsoftmax.softmax
+            np.testing.assert_array_equal(f(x, axis=-1, backend="cython"), want)
+    finally:
+        K._set_config(**prev)
+        fastsoftmax.set_num_threads(prev_threads)

@@ -164,6 +164,11 @@ static inline T FN(row_max)(const T *x, ptrdiff_t k) { return FN(row_max_)(x, k,
    (hp = 2, row_exp_sum_log).  Double sums use the same code (the fold is a
    plain add). */
 #define FSM_SUM_BLOCK 16
+/* modes of map_row_ (below) */
+#define FSM_MODE_SCALE 0
+#define FSM_MODE_EXPSCALE 1
+#define FSM_MODE_LOG 2
+#define FSM_MODE_EXPSCALE_NP 3
 #if FSM_F32
 #define SUMD_DECL(a) ISA(vd) a##_lo = {0}, a##_hi = {0}
 #define SUMD_FOLD(a, v) do { VT v_ = (v); a##_lo += ISA(widen_lo)(v_); \
@@ -194,10 +199,20 @@ FSM_INLINE int FN(np_ok)(T m, T shift) { return shift == m || m == -(T)INFINITY;
    accumulator and the tail leave out the exponentials equal to 1 and count
    them.  Accumulator j of the blocks takes vector (j + rot) % 4
    of each group of four (rot = 0 but for hp = 2). */
-FSM_INLINE double FN(row_exp_sum_pf_)(const T *x, T *dst, ptrdiff_t k, T shift, int write,
-                                      int np, int hp, const char *pf, char *pfw, int rot)
+FSM_INLINE void FN(map_row_)(const T *src, T *dst, ptrdiff_t k, int mode, T a, T b, int nt);
+/* wsrc (when not NULL): the pipeline of rows_sm_piped.  After each block of
+   the sum, wdst = wsrc * wf over the same elements (to the last whole
+   64-byte line of wdst before them; the rest at the end), with streaming
+   stores if wnt: the previous row's writing while this row's exponentials
+   compute.  It changes no arithmetic of the sum. */
+FSM_INLINE double FN(row_exp_sum_pf_w_)(const T *x, T *dst, ptrdiff_t k, T shift, int write,
+                                        int np, int hp, const char *pf, char *pfw, int rot,
+                                        const T *wsrc, T *wdst, T wf, int wnt)
 {
 #define FSM_E(v) (np ? VEXPN(v) : VEXP(v))
+    const ptrdiff_t wl = 64 / (ptrdiff_t)sizeof(T);   /* elements a line */
+    const ptrdiff_t whd = wdst ? (ptrdiff_t)(((64 - (uintptr_t)wdst % 64) % 64) / sizeof(T)) : 0;
+    ptrdiff_t wd = 0;   /* wdst[:wd] written */
     if (!FSM_F32) hp = 0;
     SUMD_DECL(tot);
     SUMD_DECL(h0);
@@ -234,7 +249,16 @@ FSM_INLINE double FN(row_exp_sum_pf_)(const T *x, T *dst, ptrdiff_t k, T shift, 
             }
         }
         if (hp != 1) SUMD_FOLD(tot, (a0 + a1) + (a2 + a3));
+        if (wsrc && i >= whd) {
+            const ptrdiff_t we = whd + (i - whd) / wl * wl;
+            if (we > wd) {
+                FN(map_row_)(wsrc + wd, wdst + wd, we - wd, FSM_MODE_SCALE, wf, 0, wnt);
+                wd = we;
+            }
+        }
     }
+    if (wsrc && wd < k)
+        FN(map_row_)(wsrc + wd, wdst + wd, k - wd, FSM_MODE_SCALE, wf, 0, wnt);
     if (i < k) {
         VT a0 = {0};
         for (; i + W <= k; i += W) {
@@ -261,6 +285,9 @@ FSM_INLINE double FN(row_exp_sum_pf_)(const T *x, T *dst, ptrdiff_t k, T shift, 
     return SUMD_TOTAL(tot);
 #undef FSM_E
 }
+FSM_INLINE double FN(row_exp_sum_pf_)(const T *x, T *dst, ptrdiff_t k, T shift, int write,
+                                      int np, int hp, const char *pf, char *pfw, int rot)
+{ return FN(row_exp_sum_pf_w_)(x, dst, k, shift, write, np, hp, pf, pfw, rot, NULL, NULL, 0, 0); }
 FSM_INLINE double FN(row_exp_sum_)(const T *x, T *dst, ptrdiff_t k, T shift, int write,
                                    int np, int hp)
 { return FN(row_exp_sum_pf_)(x, dst, k, shift, write, np, hp, NULL, NULL, 0); }
@@ -335,10 +362,6 @@ static double FN(row_exp_sum_store_sm)(const T *x, T *dst, ptrdiff_t k, T m, con
      MODE_LOG:      (v - b) - a
      MODE_EXPSCALE_NP: as MODE_EXPSCALE, every v - b <= 0, -inf or NaN
    With nt, full vectors are written with streaming stores. */
-#define FSM_MODE_SCALE 0
-#define FSM_MODE_EXPSCALE 1
-#define FSM_MODE_LOG 2
-#define FSM_MODE_EXPSCALE_NP 3
 FSM_INLINE VT FN(apply)(VT v, int mode, T a, T b)
 {
     if (mode == FSM_MODE_SCALE) return v * a;
@@ -436,6 +459,38 @@ static inline void FN(row_incache)(const T *x, T *out, ptrdiff_t k, int is_log,
         double s = FN(row_exp_sum_store_sm)(x, e, k, m, next, scratch && !nt ? out : NULL);
         FN(map_scale)(e, out, k, (T)(1.0 / s), nt);
     }
+}
+
+/* softmax of rows of scratch_min_bytes to this many bytes is pipelined
+   (rows_sm_piped) */
+#ifndef FSM_SM_PIPE_BYTES
+#define FSM_SM_PIPE_BYTES (256 << 10)
+#endif
+
+/* softmax of rows i0 <= i < i1 (at least two) of n, as row_incache with
+   scratch rows, in a pipeline over two scratch rows s0 and s1: row i's
+   exponentials (into s0 or s1 by the parity of i - i0) write row i - 1's
+   result from the other a block at a time as they go (row_exp_sum_pf_w_),
+   so that the writing, bound by memory, runs while the exponentials, bound
+   by arithmetic, compute.  The same operations on the same values as
+   row_incache: the same bits. */
+static void FN(rows_sm_piped)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
+                              ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t n, ptrdiff_t k, int nt,
+                              T *s0, T *s1)
+{
+    T f = 0;
+    for (ptrdiff_t i = i0; i < i1; i++) {
+        const T *xr = (const T *)(x + i * xs);
+        const char *next = i + 1 < n ? x + (i + 1) * xs : NULL;
+        T *e = (i - i0) & 1 ? s1 : s0, *prev = (i - i0) & 1 ? s0 : s1;
+        const T m = FN(row_max_)(xr, k, NULL);
+        const double s = i > i0
+            ? FN(row_exp_sum_pf_w_)(xr, e, k, m, 1, 1, 0, next, NULL, 0, prev,
+                                    (T *)(out + (i - 1) * os), f, nt)
+            : FN(row_exp_sum_store_sm)(xr, e, k, m, next, NULL);
+        f = (T)(1.0 / s);
+    }
+    FN(map_scale)((i1 - 1 - i0) & 1 ? s1 : s0, (T *)(out + (i1 - 1) * os), k, f, nt);
 }
 
 /* log_softmax of rows at most this long is pipelined (rows_log_incache);
@@ -970,8 +1025,17 @@ static int FN(softmax_rows)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os
 #endif
         return 0;
     }
+    const int piped = use_scratch && row_bytes <= FSM_SM_PIPE_BYTES;
     if (nth == 1) {
         T *scratch = use_scratch ? FN(alloc_row)(k) : NULL;
+        T *s1 = piped && n >= 2 && scratch ? FN(alloc_row)(k) : NULL;
+        if (s1) {
+            FN(rows_sm_piped)(x, xs, out, os, 0, n, n, k, nt, scratch, s1);
+            free(s1);
+            free(scratch);
+            if (nt) ISA(stream_fence)();
+            return 0;
+        }
         for (ptrdiff_t i = 0; i < n; i++)
             FN(row_incache)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log, scratch, nt,
                             pf_rows && i + 1 < n ? x + (i + 1) * xs : NULL);
@@ -983,10 +1047,16 @@ static int FN(softmax_rows)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os
 #pragma omp parallel num_threads(nth)
     {
         T *scratch = use_scratch ? FN(alloc_row)(k) : NULL;
-#pragma omp for schedule(static)
-        for (ptrdiff_t i = 0; i < n; i++)
-            FN(row_incache)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log, scratch, nt,
-                            pf_rows && i + 1 < n ? x + (i + 1) * xs : NULL);
+        ptrdiff_t i0, i1;
+        fsm_static_rows(n, &i0, &i1);
+        T *s1 = piped && i1 - i0 >= 2 && scratch ? FN(alloc_row)(k) : NULL;
+        if (s1)
+            FN(rows_sm_piped)(x, xs, out, os, i0, i1, n, k, nt, scratch, s1);
+        else
+            for (ptrdiff_t i = i0; i < i1; i++)
+                FN(row_incache)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log, scratch,
+                                nt, pf_rows && i + 1 < n ? x + (i + 1) * xs : NULL);
+        free(s1);
         free(scratch);
         if (nt) ISA(stream_fence)();
     }

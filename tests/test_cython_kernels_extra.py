@@ -216,14 +216,15 @@ def test_short_row_float32_log_softmax_near_zero_as_a_double_sum(isa, k):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k", [1024, 2048, 2500, 4099, 32000, 50257])
 def test_long_rows_same_bits_alone_together_and_pipelined(isa, dtype, k):
-    """Softmax of two or more rows of scratch_min_bytes to FSM_SM_PIPE_BYTES
-    (256 KB) in a thread's share goes through a pipeline over rows (row i's
+    """Softmax of two or more rows of 2048 elements to sm_pipe_bytes (256
+    KB) in a thread's share goes through a pipeline over rows (row i's
     exponentials write row i - 1's result as they go, rows_sm_piped); a row
-    alone, and rows past 256 KB, go row by row.  The bits are the same
-    either way: each row alone, all rows at 1, 2 and 3 threads, with and
-    without streaming stores, in place, and into rows of ``out`` that are
-    not 64-byte aligned; special values (NaN, +-inf, an all -inf row, a
-    dominant entry) stay in their own rows and match SciPy's pattern."""
+    alone, shorter rows and rows past 256 KB go row by row.  The bits are
+    the same either way: each row alone, all rows at 1, 2 and 3 threads,
+    pipelined or not (sm_pipe_bytes = 0), with and without streaming
+    stores, in place, and into rows of ``out`` that are not 64-byte
+    aligned; special values (NaN, +-inf, an all -inf row, a dominant entry)
+    stay in their own rows and match SciPy's pattern."""
     import fastsoftmax
     scipy_special = pytest.importorskip("scipy.special")
     rng = np.random.default_rng(k)
@@ -249,8 +250,9 @@ def test_long_rows_same_bits_alone_together_and_pipelined(isa, dtype, k):
                 (dtype, log), 4 * np.finfo(dtype).smallest_subnormal)  # softmax: subnormal results
             np.testing.assert_allclose(want[ok], expect[ok], rtol=2e-5 if dtype == np.float32 else 1e-13,
                                        atol=atol)
-            for nt_min in (prev["nt_min_bytes"], 1, 0):  # the default, always, never
-                K._set_config(nt_min_bytes=nt_min)
+            for nt_min, pipe in ((prev["nt_min_bytes"], prev["sm_pipe_bytes"]), (1, prev["sm_pipe_bytes"]),
+                                 (0, prev["sm_pipe_bytes"]), (1, 0), (0, 0)):
+                K._set_config(nt_min_bytes=nt_min, sm_pipe_bytes=pipe)  # (nt: default, always, never)
                 for threads in (1, 2, 3):
                     out = np.full_like(x, 7.0)
                     K.softmax_rows(x, out, log, threads)

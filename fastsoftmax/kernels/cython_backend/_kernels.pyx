@@ -24,6 +24,7 @@ cdef extern from "fsm_kernels.h" nogil:
         Py_ssize_t scratch_min_bytes
         Py_ssize_t col_block
         Py_ssize_t col_group
+        Py_ssize_t sm_pipe_bytes
     fsm_config_t fsm_cfg
     int fsm_isa_level
     int fsm_isa_max
@@ -787,7 +788,7 @@ def _set_isa(name):
 
 
 _CONFIG_KEYS = ("long_row_bytes", "chunk", "par_min_elems", "nt_min_bytes",
-                "scratch_min_bytes", "col_block", "col_group")
+                "scratch_min_bytes", "col_block", "col_group", "sm_pipe_bytes")
 
 
 def _get_config():
@@ -795,7 +796,8 @@ def _get_config():
     return {"long_row_bytes": fsm_cfg.long_row_bytes, "chunk": fsm_cfg.chunk,
             "par_min_elems": fsm_cfg.par_min_elems, "nt_min_bytes": fsm_cfg.nt_min_bytes,
             "scratch_min_bytes": fsm_cfg.scratch_min_bytes,
-            "col_block": fsm_cfg.col_block, "col_group": fsm_cfg.col_group}
+            "col_block": fsm_cfg.col_block, "col_group": fsm_cfg.col_group,
+            "sm_pipe_bytes": fsm_cfg.sm_pipe_bytes}
 
 
 def _set_config(**knobs):
@@ -818,4 +820,5 @@ def _set_config(**knobs):
         elif key == "scratch_min_bytes": fsm_cfg.scratch_min_bytes = value
         elif key == "col_block": fsm_cfg.col_block = value
         elif key == "col_group": fsm_cfg.col_group = value
+        elif key == "sm_pipe_bytes": fsm_cfg.sm_pipe_bytes = value
     return prev

@@ -461,11 +461,10 @@ static inline void FN(row_incache)(const T *x, T *out, ptrdiff_t k, int is_log,
     }
 }
 
-/* softmax of rows of scratch_min_bytes to this many bytes is pipelined
-   (rows_sm_piped) */
-#ifndef FSM_SM_PIPE_BYTES
-#define FSM_SM_PIPE_BYTES (256 << 10)
-#endif
+/* softmax rows of at least this many elements (and scratch_min_bytes) up
+   to fsm_cfg.sm_pipe_bytes are pipelined (rows_sm_piped); shorter rows,
+   in cache, measured no faster */
+#define FSM_SM_PIPE_K 2048
 
 /* softmax of rows i0 <= i < i1 (at least two) of n, as row_incache with
    scratch rows, in a pipeline over two scratch rows s0 and s1: row i's
@@ -1025,7 +1024,7 @@ static int FN(softmax_rows)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os
 #endif
         return 0;
     }
-    const int piped = use_scratch && row_bytes <= FSM_SM_PIPE_BYTES;
+    const int piped = use_scratch && k >= FSM_SM_PIPE_K && row_bytes <= fsm_cfg.sm_pipe_bytes;
     if (nth == 1) {
         T *scratch = use_scratch ? FN(alloc_row)(k) : NULL;
         T *s1 = piped && n >= 2 && scratch ? FN(alloc_row)(k) : NULL;

@@ -69,6 +69,9 @@ typedef struct {
        and row-group height */
     ptrdiff_t col_block;
     ptrdiff_t col_group;
+    /* speed only: softmax rows of at most this many bytes (and at least
+       FSM_SM_PIPE_K elements) go through a pipeline over rows (0 = never) */
+    ptrdiff_t sm_pipe_bytes;
 } fsm_config_t;
 
 static fsm_config_t fsm_cfg = {
@@ -79,6 +82,7 @@ static fsm_config_t fsm_cfg = {
     4096,           /* scratch_min_bytes */
     2048,           /* col_block (at most; see softmax_cols) */
     8,              /* col_group */
+    256 << 10,      /* sm_pipe_bytes */
 };
 
 #define FSM_MAX_COL_BLOCK 2048

@@ -20,7 +20,10 @@ def _impl_name(backend):
     return "numpy-backend" if backend == "numpy" else backend
 
 
-def _run(*args, timeout=240):
+def _run(*args, timeout=1800):
+    """``python -m fastsoftmax ARGS`` in a subprocess.  The timeout only
+    catches a hang: the first ``bench`` of a fresh checkout compiles Numba's
+    kernels on a cold cache, which took over 240 s on a busy 2-core machine."""
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "fastsoftmax", *args], cwd=ROOT, env=env,

@@ -492,6 +492,29 @@ static void FN(rows_sm_piped)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t 
     FN(map_scale)((i1 - 1 - i0) & 1 ? s1 : s0, (T *)(out + (i1 - 1) * os), k, f, nt);
 }
 
+static T *FN(alloc_row)(ptrdiff_t k);
+/* rows i0 <= i < i1 of n that stay in cache, one thread's share: through
+   a scratch row (use_scratch), pipelined over two (piped, two rows or more;
+   rows_sm_piped), or row by row (row_incache), the next row prefetched
+   (pf_rows); a scratch row that cannot be allocated means row by row, in
+   out.  Ends with the stream fence when nt. */
+static void FN(rows_incache)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
+                             ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t n, ptrdiff_t k, int is_log,
+                             int nt, int use_scratch, int piped, int pf_rows)
+{
+    T *scratch = use_scratch ? FN(alloc_row)(k) : NULL;
+    T *s1 = piped && i1 - i0 >= 2 && scratch ? FN(alloc_row)(k) : NULL;
+    if (s1)
+        FN(rows_sm_piped)(x, xs, out, os, i0, i1, n, k, nt, scratch, s1);
+    else
+        for (ptrdiff_t i = i0; i < i1; i++)
+            FN(row_incache)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log, scratch, nt,
+                            pf_rows && i + 1 < n ? x + (i + 1) * xs : NULL);
+    free(s1);
+    free(scratch);
+    if (nt) ISA(stream_fence)();
+}
+
 /* log_softmax of rows at most this long is pipelined (rows_log_incache);
    longer rows' lines would have left L1 by their writing (float64 (1024,
    1000), 8 KB rows: log_softmax / softmax 0.95-1.0 -> 1.04-1.07
@@ -1026,38 +1049,15 @@ static int FN(softmax_rows)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os
     }
     const int piped = use_scratch && k >= FSM_SM_PIPE_K && row_bytes <= fsm_cfg.sm_pipe_bytes;
     if (nth == 1) {
-        T *scratch = use_scratch ? FN(alloc_row)(k) : NULL;
-        T *s1 = piped && n >= 2 && scratch ? FN(alloc_row)(k) : NULL;
-        if (s1) {
-            FN(rows_sm_piped)(x, xs, out, os, 0, n, n, k, nt, scratch, s1);
-            free(s1);
-            free(scratch);
-            if (nt) ISA(stream_fence)();
-            return 0;
-        }
-        for (ptrdiff_t i = 0; i < n; i++)
-            FN(row_incache)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log, scratch, nt,
-                            pf_rows && i + 1 < n ? x + (i + 1) * xs : NULL);
-        free(scratch);
-        if (nt) ISA(stream_fence)();
+        FN(rows_incache)(x, xs, out, os, 0, n, n, k, is_log, nt, use_scratch, piped, pf_rows);
         return 0;
     }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nth)
     {
-        T *scratch = use_scratch ? FN(alloc_row)(k) : NULL;
         ptrdiff_t i0, i1;
         fsm_static_rows(n, &i0, &i1);
-        T *s1 = piped && i1 - i0 >= 2 && scratch ? FN(alloc_row)(k) : NULL;
-        if (s1)
-            FN(rows_sm_piped)(x, xs, out, os, i0, i1, n, k, nt, scratch, s1);
-        else
-            for (ptrdiff_t i = i0; i < i1; i++)
-                FN(row_incache)((const T *)(x + i * xs), (T *)(out + i * os), k, is_log, scratch,
-                                nt, pf_rows && i + 1 < n ? x + (i + 1) * xs : NULL);
-        free(s1);
-        free(scratch);
-        if (nt) ISA(stream_fence)();
+        FN(rows_incache)(x, xs, out, os, i0, i1, n, k, is_log, nt, use_scratch, piped, pf_rows);
     }
 #endif
     return 0;

@@ -271,3 +271,46 @@ def test_long_rows_same_bits_alone_together_and_pipelined(isa, dtype, k):
     finally:
         K._set_config(**prev)
         fastsoftmax.set_num_threads(prev_threads)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("shape", [(1, 3000, 600), (1, 200, 4096 + 300), (3, 500, 1000)])
+def test_column_blocks_narrowed_for_threads_same_bits(isa, dtype, log, shape):
+    """The column kernel narrows its blocks (down to 64 columns) while that
+    lowers the columns the busiest thread takes: 1, 2, 3, 12 and 16 threads
+    (block widths 2048 down to 64 here) give the same bits, with maxima that
+    grow all along, a ramp and a jump (the running sums rescaled), SciPy's
+    values, in place too, and nothing written beside an unaligned output."""
+    sc = pytest.importorskip("scipy.special")
+    rng = np.random.default_rng(9)
+    k = shape[1]
+    x = rng.normal(size=shape) * 4 + np.linspace(0, 20, k)[:, None]  # maxima that keep growing
+    x[:, :, 100:140] += 2.0 * np.arange(k)[:, None]                   # a ramp: every group moves
+    x[:, k // 2:, 150:170] += 60.0                                    # a jump
+    x = x.astype(dtype)
+    x[0, 7, 3] = np.nan
+    x[0, :, 5] = -np.inf
+    x[-1, 11, 9] = np.inf
+    prev = K._set_config(par_min_elems=1)
+    try:
+        one = np.empty_like(x)
+        K.softmax_cols(x, one, log, 1)
+        for n_threads in (2, 3, 12, 16):
+            pad = np.full(x.shape[:2] + (x.shape[2] + 2,), 7.0, dtype)
+            K.softmax_cols(x, pad[:, :, 1:-1], log, n_threads)
+            np.testing.assert_array_equal(pad[:, :, 1:-1], one)
+            assert np.all(pad[:, :, [0, -1]] == 7.0)
+            y = x.copy()
+            K.softmax_cols(y, y, log, n_threads)
+            np.testing.assert_array_equal(y, one)
+    finally:
+        K._set_config(**prev)
+    with np.errstate(all="ignore"):
+        want = (sc.log_softmax if log else sc.softmax)(x.astype(np.float64), axis=1)
+    np.testing.assert_array_equal(np.isnan(one), np.isnan(want))
+    ok = np.isfinite(want)
+    # float32: x - max rounds to half an ulp of itself (|x - max| up to ~50 here)
+    rtol = 1e-13 if dtype == np.float64 else 2e-5
+    scale = np.maximum(np.abs(want[ok]), 1.0) if log else np.abs(want[ok])
+    assert np.all(np.abs(one[ok] - want[ok]) <= rtol * scale + (0 if dtype == np.float64 else 1e-37))

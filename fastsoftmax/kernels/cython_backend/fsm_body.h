@@ -1277,7 +1277,7 @@ static int FN(softmax_cols)(const char *x, ptrdiff_t xs0, ptrdiff_t xs1, char *o
        blocks than threads the others wait: halve, down to 64 columns, while
        that lowers the columns the busiest thread takes.  The floor was 512
        and the rule "until every thread has a block": (32000, 4096) axis 0 on
-       a 16-core Xeon took 34.6 ms at 16 threads and 34.8 at 8; with blocks
+       a 16-core Xeon took 34.6 ms at 16 threads and 32.4 at 8; with blocks
        of 256, 30.2 (and 12 threads, 16 blocks of 256, 51: hence the busiest
        thread's load, which keeps 512 there).  Speed only: each column's
        arithmetic does not depend on its block (the same bits at every

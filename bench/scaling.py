@@ -31,7 +31,6 @@ import argparse
 import gc
 import json
 import math
-import os
 import sys
 import time
 
@@ -56,23 +55,14 @@ def parse_case(text):
 
 
 def make_impls(names, op, x, axis, out, torch):
-    fs = getattr(fastsoftmax, op)
-    impls = {}
-    for name in names:
-        if name == "copy":
-            impls[name] = lambda: np.copyto(out, x)
-        elif name in ("torch", "torch-copy"):
-            if torch is None:
-                continue
-            tx, to = torch.from_numpy(x), torch.from_numpy(out)
-            if name == "torch-copy":
-                impls[name] = lambda tx=tx, to=to: to.copy_(tx)
-            else:
-                tf, dim = getattr(torch, op), axis % x.ndim
-                impls[name] = lambda tx=tx, to=to, tf=tf, dim=dim: tf(tx, dim, out=to)
-        else:
-            impls[name] = lambda b=name: fs(x, axis=axis, out=out, backend=b)
-    return impls
+    """``{name: fn}`` of the asked implementations: ``python -m fastsoftmax
+    bench``'s (``fastsoftmax.bench.softmax_impls``) and torch's ``copy_``."""
+    backends = [n for n in names if n not in ("copy", "torch", "torch-copy")]
+    table = {i.name: i.fn for i in fb.softmax_impls(x, axis, op == "log_softmax", backends, torch, out=out)}
+    if torch is not None:
+        tx, to = torch.from_numpy(x), torch.from_numpy(out)
+        table["torch-copy"] = lambda: to.copy_(tx)
+    return {n: table[n] for n in names if n in table}
 
 
 def set_threads(t, torch):
@@ -144,7 +134,7 @@ def table(res):
              "|" + "---|" * (4 + 4 * len(ours))]
     for t, m in sorted(med.items()):
         def ms(n):
-            return f"{m[n] * 1e3:.2f}" if n in m else "-"
+            return f"{m[n] * 1e3:.3g}" if n in m else "-"
 
         def ratio(a, b):
             return f"{m[a] / m[b]:.2f}" if a in m and b in m else "-"

@@ -234,6 +234,88 @@ def test_long_columns_reference_moves(dtype):
             assert np.all(np.abs(got[fin] - want[fin]) <= tol)
 
 
+_WIDTHS = (2048, 1024, 512, 256, 128, 64)
+
+
+def _cols_every_width(x, log):
+    """The column kernel's result for 3-D ``x`` (axis 1), checked to be the
+    same bits at every block width and 1 and 2 threads, in place too, with
+    nothing written beside an unaligned output."""
+    one = np.empty_like(x)
+    nb_softmax.softmax_cols(x, one, log, 1, nb_softmax.COL_BLOCK)
+    for cb in _WIDTHS:
+        for n_threads in (1, 2):
+            pad = np.full(x.shape[:2] + (x.shape[2] + 2,), 7.0, x.dtype)
+            nb_softmax.softmax_cols(x, pad[:, :, 1:-1], log, n_threads, cb)
+            np.testing.assert_array_equal(pad[:, :, 1:-1], one, err_msg=f"{cb} {n_threads}")
+            assert np.all(pad[:, :, [0, -1]] == 7.0)
+        y = x.copy()
+        nb_softmax.softmax_cols(y, y, log, 2, cb)
+        np.testing.assert_array_equal(y, one)
+    return one
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("shape", [(1, 3000, 600), (1, 200, 4096 + 300), (3, 500, 1000)])
+def test_column_blocks_of_every_width_same_bits(dtype, log, shape):
+    """The column kernel's blocks (``col_width``: narrowed for many threads)
+    change nothing but speed: blocks of 2048 down to 64 columns, 1 and 2
+    threads, give the same bits, with maxima that grow all along, a ramp
+    (spans where many columns move: vector passes), a few columns that move
+    together in one span (one at a time), a jump, special values; SciPy's
+    values.  (The choice between the two was once the block's: 1 ulp apart
+    between block widths.)"""
+    rng = np.random.default_rng(9)
+    k = shape[1]
+    x = rng.normal(size=shape) * 4 + np.linspace(0, 20, k)[:, None]  # maxima that keep growing
+    x[:, :, 100:140] += 2.0 * np.arange(k)[:, None]                   # a ramp: every group moves
+    x[:, k // 2:, 150:170] += 60.0                                    # a jump, 20 columns
+    x[:, k // 3:, 300:304] += 40.0                                    # a jump, 4 columns of a span
+    x[:, k // 4:, 513] += 40.0                                        # one column (a span of its own)
+    x = x.astype(dtype)
+    x[0, 7, 3] = np.nan
+    x[0, :, 5] = -np.inf
+    x[-1, 11, 9] = np.inf
+    one = _cols_every_width(x, log)
+    want = _scipy(x, 1, log)
+    np.testing.assert_array_equal(np.isnan(one), np.isnan(want))
+    ok = np.isfinite(want)
+    rtol = 1e-13 if dtype == np.float64 else 2e-5  # float32: x - max to half an ulp of itself
+    scale = np.maximum(np.abs(want[ok]), 1.0) if log else np.abs(want[ok])
+    assert np.all(np.abs(one[ok] - want[ok]) <= rtol * scale + (0 if dtype == np.float64 else 1e-37))
+
+
+def test_long_column_blocks_of_every_width_same_bits():
+    """Float32 log_softmax of long columns takes softmax's references where
+    the ``COL_BLOCK``-wide block holding the columns is at least
+    ``COL_REF_LOG_W`` wide, whatever the narrower block the kernel runs: the
+    same bits at every width (``_long_moving_maxima``'s columns, 600 wide)."""
+    x = _long_moving_maxima(np.float32)
+    assert x.shape[1] >= nb_softmax.COL_REF_LOG_W > min(_WIDTHS)
+    with np.errstate(all="ignore"):
+        got = _cols_every_width(x[None], True)[0]
+    np.testing.assert_array_equal(got, _cols_1_and_2_threads(x, True))
+
+
+@pytest.mark.parametrize("outer, inner, n_threads, width", [
+    (1, 4096, 1, 2048), (1, 4096, 2, 2048), (1, 4096, 4, 1024), (1, 4096, 8, 512),
+    (1, 4096, 12, 512), (1, 4096, 16, 256), (1, 1024, 2, 512), (1, 5000, 2, 512),
+    (1, 16, 2, 64), (1, 700, 1, 1024), (3, 600, 16, 128), (64, 4096, 16, 2048)])
+def test_column_block_width_rule(outer, inner, n_threads, width):
+    """``col_width``: halved from ``COL_BLOCK`` while at least twice
+    ``inner``, then while that lowers the columns the busiest thread takes
+    (the Cython kernel's rule)."""
+    assert nb_softmax.col_width(outer, inner, n_threads) == width
+
+
+def test_column_block_width_checked():
+    x = np.zeros((1, 3, 100))
+    for cb in (32, 96, 4096):
+        with pytest.raises(ValueError, match="column block"):
+            nb_softmax.softmax_cols(x, np.empty_like(x), False, 1, cb)
+
+
 @pytest.mark.parametrize("case", ["scales", "dominant", "ties"])
 def test_long_columns_float32_log_softmax_precision(case):
     """Float32 log_softmax of long, wide blocks (softmax's references, no

@@ -1281,9 +1281,7 @@ static int FN(softmax_cols)(const char *x, ptrdiff_t xs0, ptrdiff_t xs1, char *o
        of 256, 30.2 (and 12 threads, 16 blocks of 256, 51: hence the busiest
        thread's load, which keeps 512 there).  Speed only: each column's
        arithmetic does not depend on its block (the same bits at every
-       thread count; the Numba kernel's does: its choice between rescaling
-       every column of a block and redoing the moved ones counts the block's
-       columns, so its blocks stay 2048 wide). */
+       thread count).  The Numba kernel takes the same rule (col_width). */
     {
         const ptrdiff_t th = n_threads < 1 ? 1 : n_threads;
 #define FSM_BUSIEST(w) (((outer * ((inner + (w) - 1) / (w))) + th - 1) / th * ((w) < inner ? (w) : inner))

@@ -15,8 +15,10 @@ every thread count:
   partials are combined in chunk order (a chunk without a finite maximum is
   never rescaled, so an all ``-inf`` chunk cannot make a NaN); a final pass
   writes the result.  Chunks run in parallel when there are few rows.
-* **Columns** ``(outer, k, inner)``: blocks of ``COL_BLOCK`` contiguous inner
-  columns keep a running maximum and a float64 sum of exponentials (an
+* **Columns** ``(outer, k, inner)``: blocks of contiguous inner columns
+  (``COL_BLOCK``, halved down to ``COL_SCAN`` for many threads: ``col_width``;
+  every decision a column's bits depend on is taken per column or per span of
+  ``COL_SCAN`` columns, so the width changes nothing but speed) keep a running maximum and a float64 sum of exponentials (an
   "online" softmax needing one ``exp`` per element, see ``_col_block``),
   then a second pass writes the result.  Columns holding non-finite values are redone by an exact
   three-pass loop, so special values behave as in SciPy.
@@ -44,7 +46,7 @@ __all__ = ["softmax_rows", "softmax_cols"]
 LONG_ROW = 1 << 16
 #: chunk length of the long-row algorithm (elements)
 CHUNK = 1 << 14
-#: inner columns per block of the column kernel
+#: inner columns per block of the column kernel (at most: ``col_width``)
 COL_BLOCK = 2048
 #: rows per group of the column kernel's first pass
 COL_GROUP = 8  # _col_group8 is written for 8
@@ -52,8 +54,16 @@ COL_GROUP = 8  # _col_group8 is written for 8
 COL_WRITE_ROWS = 4  # _col_write4 is written for 4
 #: columns per rescaling test of the column kernel
 COL_SUB = 16
-#: columns per scan for the columns ``_col_reref`` takes again
+#: columns per span of softmax's first pass over columns: in a span where
+#: more than 1 in ``COL_AGAIN_VEC`` columns outgrew their references, all are
+#: rebased and the group added again by vector passes, else the few one at a
+#: time (``_col_again``).  Spans start at multiples of ``COL_SCAN`` columns,
+#: as blocks do, so a column's bits do not depend on the block width.  (16:
+#: float32 (32000, 4096) axis 0, 2 threads, rows with a trend (maxima that
+#: move in many columns of a group), 8 and 64 measured too, within the noise
+#: but for 8 on the steepest trend, 10% slower)
 COL_SCAN = 64
+COL_AGAIN_VEC = 16
 #: softmax's first pass over columns takes the exponentials against a
 #: reference that the running maximum may exceed by up to this much before
 #: the column's sum is rescaled (``_col_sums_ref``).  The argument ``x - ref``
@@ -1976,29 +1986,20 @@ def _col_rebase(s, m, ref, w, hr):
         ref[c] = mn if again else r
 
 
-@njit(fastmath=_FM, cache=True)
-def _col_reref(xf, xg, xs1, w, m, ref, s, e):
-    """The columns ``_col_group8_ref`` left out (``e`` -1): the reference
-    becomes the max, the float64 sum is rescaled to it (``_rescaled``), and
-    the group's 8 rows are added against it.  One column at a time, found by sub-blocks
-    of ``COL_SCAN``: such columns are few, but spread over the groups (a
-    group with one is common), so the scan must be cheap."""
-    for c0 in range(0, w, COL_SCAN):
-        n = min(COL_SCAN, w - c0)
-        ev = view(e, c0, n)
-        again = 0
-        for c in range(n):
-            again += ev[c] < 0
-        if again == 0:
-            continue
-        for c in range(c0, c0 + n):
-            if e[c] < 0:
-                mn = m[c]
-                sc = _rescaled(s[c], np.float64(_sh(ref[c])) - np.float64(mn), True)
-                for j in range(COL_GROUP):
-                    sc += np.float64(fexp_np(xf[xg + j * xs1 + c] - mn))
-                s[c] = sc
-                ref[c] = mn
+@njit(**_INLINE)
+def _col_reref(xf, xg, xs1, c0, n, m, ref, s, e):
+    """The columns of ``[c0, c0 + n)`` that ``_col_group8_ref`` left out
+    (``e`` -1), one at a time: the reference becomes the max, the float64
+    sum is rescaled to it (``_rescaled``), and the group's 8 rows are added
+    against it."""
+    for c in range(c0, c0 + n):
+        if e[c] < 0:
+            mn = m[c]
+            sc = _rescaled(s[c], np.float64(_sh(ref[c])) - np.float64(mn), True)
+            for j in range(COL_GROUP):
+                sc += np.float64(fexp_np(xf[xg + j * xs1 + c] - mn))
+            s[c] = sc
+            ref[c] = mn
 
 
 @njit(**_INLINE)
@@ -2010,7 +2011,7 @@ def _e64(v, sh):
 def _col_readd8(xf, xg, xs1, w, ref, s, e, log):
     """``s += `` the sum of the 8 ``exp(x - sh(ref))`` of the group at
     ``xg`` where ``e`` is -1 (after ``_col_rebase``): ``_col_reref`` for
-    groups where many columns were left out (a ramp along the columns).
+    spans where many columns were left out (a ramp along the columns).
     ``log``: the sum in float64 (the max's 1 among them)."""
     _wide_vectors()
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
@@ -2023,6 +2024,32 @@ def _col_readd8(xf, xg, xs1, w, ref, s, e, log):
         else:
             t = np.float64(_exp_sum8(v0, v1, v2, v3, v4, v5, v6, v7, sh))
         s[c] += t if e[c] < 0 else 0.0
+
+
+@njit(fastmath=_FM, cache=True)
+def _col_again(xf, xg, xs1, w, m, ref, s, e, hr, log):
+    """The columns ``_col_group8_ref`` left out (``e`` -1), by spans of
+    ``COL_SCAN`` columns: where more than 1 in ``COL_AGAIN_VEC`` of a span's
+    (a ramp along the columns), every column of the span is rebased
+    (``_col_rebase``) and those left out take the group again by a vector
+    pass (``_col_readd8``); where fewer, one at a time (``_col_reref``).
+    Such columns are few, but spread over the groups (a group with one is
+    common), so the scan must be cheap.  The choice is the span's (its
+    columns' bits depend on it): a block starts at a multiple of
+    ``COL_SCAN`` columns, so the spans, and the bits, are the same whatever
+    the block width (it was the block's, 1 in 64 of its columns: a 1-ulp
+    difference between 1 and 2 threads once blocks narrowed)."""
+    for c0 in range(0, w, COL_SCAN):
+        n = min(COL_SCAN, w - c0)
+        ev = view(e, c0, n)
+        again = 0
+        for c in range(n):
+            again += ev[c] < 0
+        if again * COL_AGAIN_VEC > n:  # many (a ramp): two vector passes
+            _col_rebase(view(s, c0, n), view(m, c0, n), view(ref, c0, n), n, hr)
+            _col_readd8(xf, xg + c0, xs1, n, view(ref, c0, n), view(s, c0, n), ev, log)
+        elif again:
+            _col_reref(xf, xg, xs1, c0, n, m, ref, s, e)
 
 
 @njit(**_INLINE)
@@ -2058,12 +2085,8 @@ def _col_sums_ref(xf, xb, xs1, k, w, m, ref, s, gm, e, ones, log):
                 _col_group8_ref_ones(xf, xg, xs1, w, m, ref, e, ones)
             else:
                 _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr)
-            again = _col_add_ref(s, e, ones, w, log)
-            if again * COL_SCAN > w:  # many (a ramp): two vector passes
-                _col_rebase(s, m, ref, w, hr)
-                _col_readd8(xf, xg, xs1, w, ref, s, e, log)
-            elif again:
-                _col_reref(xf, xg, xs1, w, m, ref, s, e)
+            if _col_add_ref(s, e, ones, w, log):
+                _col_again(xf, xg, xs1, w, m, ref, s, e, hr, log)
         else:  # the last, ragged group: new references first, then its rows
             _col_group_max(xf, xg, xs1, w, g, gm)
             for c in range(w):
@@ -2297,9 +2320,12 @@ def _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e, e64, ones):
 
 
 @njit(**_INLINE)
-def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e64, ones, shift, scale, nt,
-               tmp):
-    """Softmax along the k rows (stride xs1) of the w contiguous columns at xb.
+def _col_block(xf, xb, xs1, of, ob, os1, k, w, wpath, log, m, mo, s, gm, shn, e, e64, ones, shift,
+               scale, nt, tmp):
+    """Softmax along the k rows (stride xs1) of the w contiguous columns at
+    xb, within a block of ``wpath`` columns of ``COL_BLOCK`` (float32
+    log_softmax's choice of pass 1 below is taken on it: the same for any
+    narrower block, see ``col_width``).
 
     Pass 1 reads ``COL_GROUP`` rows at a time: their maximum, then the sum
     of their exponentials, a group's sum in T added in float64 to the
@@ -2330,7 +2356,7 @@ def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e64, o
     1.53-1.56 -> 1.44-1.47 against a scratch row streamed out).
     """
     _wide_vectors()
-    if log and (e.itemsize == 8 or k < COL_REF_LOG_K or w < COL_REF_LOG_W):
+    if log and (e.itemsize == 8 or k < COL_REF_LOG_K or wpath < COL_REF_LOG_W):
         _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e, e64, ones)
     else:  # mo: the references (log_softmax: the maxima, at the end)
         _col_sums_ref(xf, xb, xs1, k, w, m, mo, s, gm, e, ones, log)
@@ -2367,12 +2393,15 @@ def _col_block(xf, xb, xs1, of, ob, os1, k, w, log, m, mo, s, gm, shn, e, e64, o
 
 
 @njit(**_INLINE)
-def _col_tasks(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, g, ngroups, nt):
-    nb = (inner + COL_BLOCK - 1) // COL_BLOCK
+def _col_tasks(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, cb, g, ngroups, nt):
+    """Group ``g`` of ``ngroups`` of the tasks: blocks of ``cb`` columns
+    (a power of 2 from ``COL_SCAN`` to ``COL_BLOCK``, ``col_width``), ``inner``
+    cut into blocks, then the ``outer`` slices."""
+    nb = (inner + cb - 1) // cb
     ntasks = outer * nb
     lo = g * ntasks // ngroups
     hi = (g + 1) * ntasks // ngroups
-    bw = min(COL_BLOCK, inner)
+    bw = min(cb, inner)
     m = np.empty(bw, dtype=xf.dtype)
     s = np.empty(bw, dtype=np.float64)
     gm = np.empty(bw, dtype=xf.dtype)
@@ -2386,20 +2415,21 @@ def _col_tasks(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, g, ngro
     tmp = np.empty(COL_WRITE_ROWS * bw, dtype=xf.dtype)
     for t in range(lo, hi):
         o = t // nb
-        c0 = (t - o * nb) * COL_BLOCK
+        c0 = (t - o * nb) * cb
+        wpath = min(COL_BLOCK, inner - c0 // COL_BLOCK * COL_BLOCK)  # (cb divides COL_BLOCK)
         _col_block(xf, xo + o * xs0 + c0, xs1, of, oo + o * os0 + c0, os1, k,
-                   min(COL_BLOCK, inner - c0), log, m, mo, s, gm, shn, e, e64, ones, shift, scale, nt,
+                   min(cb, inner - c0), wpath, log, m, mo, s, gm, shn, e, e64, ones, shift, scale, nt,
                    tmp)
 
 
-def _cols_kernel(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, ngroups, nt):
+def _cols_kernel(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, cb, ngroups, nt):
     for g in prange(ngroups):
-        _col_tasks(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, g, ngroups, nt)
+        _col_tasks(xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, cb, g, ngroups, nt)
 
 
-def _cols_kernel_inplace(bf, bo, bs0, bs1, outer, k, inner, log, ngroups, nt):
+def _cols_kernel_inplace(bf, bo, bs0, bs1, outer, k, inner, log, cb, ngroups, nt):
     for g in prange(ngroups):
-        _col_tasks(bf, bo, bs0, bs1, bf, bo, bs0, bs1, outer, k, inner, log, g, ngroups, nt)
+        _col_tasks(bf, bo, bs0, bs1, bf, bo, bs0, bs1, outer, k, inner, log, cb, g, ngroups, nt)
 
 
 # ------------------------------------------------------ compiled variants
@@ -2448,11 +2478,11 @@ def _sig_partials(ft):
 
 
 def _sig_cols(ft):
-    return [types.void(_ro(ft), _I, _I, _I, _rw(ft), _I, _I, _I, _I, _I, _I, _B, _I, _B)]
+    return [types.void(_ro(ft), _I, _I, _I, _rw(ft), _I, _I, _I, _I, _I, _I, _B, _I, _I, _B)]
 
 
 def _sig_cols_ip(ft):
-    return [types.void(_rw(ft), _I, _I, _I, _I, _I, _I, _B, _I, _B)]
+    return [types.void(_rw(ft), _I, _I, _I, _I, _I, _I, _B, _I, _I, _B)]
 
 
 _P = dict(parallel=True, fastmath=_FM)
@@ -2542,8 +2572,33 @@ def softmax_rows(x, out, log, n_threads):
         _launch(K_ROWS_PAR[char], xf, xo, xs, of, oo, os, n, k, log)
 
 
-def softmax_cols(x, out, log, n_threads):
-    """Softmax (or log-softmax) over axis 1 of 3-D ``(outer, k, inner)`` arrays."""
+def col_width(outer, inner, n_threads):
+    """The column kernel's block width for ``n_threads`` threads: wide blocks
+    read longer runs of each row (the rows are far apart), but with fewer
+    blocks than threads the others wait.  From ``COL_BLOCK``, halved down to
+    ``COL_SCAN`` while the block is at least twice ``inner``, then while
+    that lowers the columns the busiest thread takes (a ragged block counted
+    whole).  The Cython kernel's rule (fsm_body.h), measured there on a
+    16-core Xeon: (32000, 4096) axis 0 at 16 threads, blocks of 2048 (two
+    threads busy) 256 here.  Speed only: a column's bits do not depend on it
+    (``_col_again``)."""
+    th = max(1, n_threads)
+
+    def busiest(w):
+        return (outer * -(-inner // w) + th - 1) // th * min(w, inner)
+
+    cb = COL_BLOCK
+    while cb > COL_SCAN and cb // 2 >= inner:
+        cb //= 2
+    while cb > COL_SCAN and busiest(cb // 2) < busiest(cb):
+        cb //= 2
+    return cb
+
+
+def softmax_cols(x, out, log, n_threads, col_block=None):
+    """Softmax (or log-softmax) over axis 1 of 3-D ``(outer, k, inner)``
+    arrays.  ``col_block`` (tests): the block width instead of
+    ``col_width``'s, a power of 2 from ``COL_SCAN`` to ``COL_BLOCK``."""
     outer, k, inner = x.shape
     xf, xo, xs0, xs1 = flat(x)
     if xf is None:
@@ -2552,21 +2607,26 @@ def softmax_cols(x, out, log, n_threads):
     of, oo, os0, os1 = flat(out)
     if of is None:
         tmp = np.empty(out.shape, dtype=out.dtype)
-        softmax_cols(x, tmp, log, n_threads)
+        softmax_cols(x, tmp, log, n_threads, col_block)
         np.copyto(out, tmp)
         return
     char = x.dtype.char
-    nb = (inner + COL_BLOCK - 1) // COL_BLOCK
-    ntasks = outer * nb
-    if n_threads == 1 or x.size <= SERIAL_WORK:
+    serial = n_threads == 1 or x.size <= SERIAL_WORK
+    nthr = 1 if serial else use_threads(n_threads)
+    cb = col_width(outer, inner, nthr) if col_block is None else col_block
+    if not (COL_SCAN <= cb <= COL_BLOCK and COL_BLOCK % cb == 0 and cb % COL_SCAN == 0):
+        raise ValueError(f"column block {cb}: a power of 2 from {COL_SCAN} to {COL_BLOCK}")
+    ntasks = outer * ((inner + cb - 1) // cb)
+    if serial:
         ngroups = 1
         use_threads(1)
     else:
-        ngroups = min(ntasks, 8 * use_threads(n_threads))
+        ngroups = min(ntasks, 8 * nthr)
     # streaming stores (softmax: four rows at a time through the scratch
     # rows, see _col_write4)
     nt = _nt_out(out) and _LINE_STORES
     if np.may_share_memory(x, out):  # the contract: overlap means same view
-        _launch(K_COLS_IP[char], of, oo, os0, os1, outer, k, inner, log, ngroups, nt)
+        _launch(K_COLS_IP[char], of, oo, os0, os1, outer, k, inner, log, cb, ngroups, nt)
     else:
-        _launch(K_COLS[char], xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, ngroups, nt)
+        _launch(K_COLS[char], xf, xo, xs0, xs1, of, oo, os0, os1, outer, k, inner, log, cb, ngroups,
+                nt)

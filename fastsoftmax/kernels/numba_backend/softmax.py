@@ -17,10 +17,11 @@ every thread count:
   writes the result.  Chunks run in parallel when there are few rows.
 * **Columns** ``(outer, k, inner)``: blocks of contiguous inner columns
   (``COL_BLOCK``, halved down to ``COL_SCAN`` for many threads: ``col_width``;
-  every decision a column's bits depend on is taken per column or per span of
-  ``COL_SCAN`` columns, so the width changes nothing but speed) keep a running maximum and a float64 sum of exponentials (an
-  "online" softmax needing one ``exp`` per element, see ``_col_block``),
-  then a second pass writes the result.  Columns holding non-finite values are redone by an exact
+  every decision a column's bits depend on is taken per column or per span
+  of ``COL_SCAN`` columns, so the width changes nothing but speed) keep a
+  running maximum and a float64 sum of exponentials (an "online" softmax
+  needing one ``exp`` per element, see ``_col_block``), then a second pass
+  writes the result.  Columns holding non-finite values are redone by an exact
   three-pass loop, so special values behave as in SciPy.
 
 Small problems run a serial kernel (no parallel-region start-up); larger

@@ -2613,16 +2613,13 @@ def softmax_cols(x, out, log, n_threads, col_block=None):
         return
     char = x.dtype.char
     serial = n_threads == 1 or x.size <= SERIAL_WORK
-    nthr = 1 if serial else use_threads(n_threads)
-    cb = col_width(outer, inner, nthr) if col_block is None else col_block
-    if not (COL_SCAN <= cb <= COL_BLOCK and COL_BLOCK % cb == 0 and cb % COL_SCAN == 0):
+    nthr = use_threads(1 if serial else n_threads)
+    cb = col_block
+    if cb is None:
+        cb = col_width(outer, inner, nthr)
+    elif not (COL_SCAN <= cb <= COL_BLOCK and COL_BLOCK % cb == 0 and cb % COL_SCAN == 0):
         raise ValueError(f"column block {cb}: a power of 2 from {COL_SCAN} to {COL_BLOCK}")
-    ntasks = outer * ((inner + cb - 1) // cb)
-    if serial:
-        ngroups = 1
-        use_threads(1)
-    else:
-        ngroups = min(ntasks, 8 * nthr)
+    ngroups = 1 if serial else min(outer * ((inner + cb - 1) // cb), 8 * nthr)
     # streaming stores (softmax: four rows at a time through the scratch
     # rows, see _col_write4)
     nt = _nt_out(out) and _LINE_STORES

@@ -182,10 +182,11 @@ def test_long_row_paths_agree(dtype, log):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("log", [False, True])
-@pytest.mark.parametrize("k", [5, 40, LONG])
+@pytest.mark.parametrize("k", [5, 40, 100, 3000, LONG])
 def test_rows_special_values(dtype, log, k):
+    # k: short rows in blocks, a row in cache, through a scratch row, in chunks
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((12, k)).astype(dtype)
+    x = rng.standard_normal((14, k)).astype(dtype)
     far = nb_softmax.CHUNK * 2 + 3 if k == LONG else k - 1
     x[0, 0] = np.nan
     x[1, far] = np.inf
@@ -203,6 +204,9 @@ def test_rows_special_values(dtype, log, k):
     x[10, 2] = np.inf
     x[10, far] = -np.inf
     x[11] = 1e-3 * x[11] - 900               # far from 0, small spread
+    x[12] = np.nan                           # NaN only: the max is NaN (every vector's max -inf)
+    x[13, : k // 2] = np.nan                 # whole NaN chunks when k is long,
+    x[13, k // 2:] = -np.inf                 # the others -inf only
     out = np.empty_like(x)
     nb.softmax_rows(x, out, log, 2)
     with np.errstate(all="ignore"):

@@ -1022,6 +1022,7 @@ def _exp_prefetch(xr, e, m, nf, nb, store=True):
 
 @njit(**_INLINE)
 def _exp_blocks_(xr, e, m, nf, nb, store):
+    """The body of ``_exp_blocks`` and ``_exp_sum_blocks``."""
     k = xr.shape[0]
     s = 0.0
     for blk in range((k + PF_BLOCK - 1) // PF_BLOCK):

@@ -439,7 +439,11 @@ def _shifted_span(typingctx, src, sbase, dst, dbase, n, shift, lse):
     """``dst[dbase + j] = (src[sbase + j] - shift) - lse`` for ``j < n``, a
     64-byte vector at a time, the last one masked (no scalar remainder and
     no run-time overlap check: element ``j`` is read before it is written,
-    so ``dst`` may be ``src``): log_softmax's writing of a short row."""
+    so ``dst`` may be ``src``): log_softmax's writing of a short row.
+    Whole vectors with plain loads and stores, only the rest masked (every
+    vector masked before: float32 (100_000, 16) log_softmax, 2 threads,
+    time / copy 2.59-2.81 -> 2.29-2.44; one thread, rows of 16 in cache,
+    8.3 -> 7.2-7.4 ns a row; the same bits)."""
     if not (isinstance(src, types.Array) and isinstance(dst, types.Array) and src.dtype == dst.dtype
             and src.dtype in (types.float32, types.float64) and shift == src.dtype and lse == src.dtype
             and all(isinstance(a, types.Integer) for a in (sbase, dbase, n))):
@@ -452,16 +456,25 @@ def _shifted_span(typingctx, src, sbase, dst, dbase, n, shift, lse):
         sb, db, cnt = g.arg(1), g.arg(3), g.arg(4)
         shv, lsev = splat(args[5]), splat(args[6])
         load = g.load
-        nchunks = builder.udiv(builder.add(cnt, ir.Constant(intp, w - 1)), ir.Constant(intp, w))
-        with cgutils.for_range(builder, nchunks) as loop:
-            j0 = builder.mul(loop.index, ir.Constant(intp, w))
-            left = builder.trunc(builder.sub(cnt, j0), i32)
+        align = 4 if g.f32 else 8
+
+        def ptrs(j0):
+            return (builder.bitcast(builder.gep(sdata, [builder.add(sb, j0)]), vty.as_pointer()),
+                    builder.bitcast(builder.gep(ddata, [builder.add(db, j0)]), vty.as_pointer()))
+
+        # whole vectors with plain loads and stores, then the rest masked
+        nfull = builder.udiv(cnt, ir.Constant(intp, w))
+        with cgutils.for_range(builder, nfull) as loop:
+            sp, dp = ptrs(builder.mul(loop.index, ir.Constant(intp, w)))
+            v = builder.load(sp, align=align)
+            builder.store(builder.fsub(builder.fsub(v, shv), lsev), dp, align=align)
+        j0 = builder.mul(nfull, ir.Constant(intp, w))
+        left = builder.trunc(builder.sub(cnt, j0), i32)
+        with builder.if_then(builder.icmp_signed(">", left, ir.Constant(i32, 0))):
+            sp, dp = ptrs(j0)
             ok = builder.icmp_signed("<", iota, splat(left))
-            sp = builder.bitcast(builder.gep(sdata, [builder.add(sb, j0)]), vty.as_pointer())
-            dp = builder.bitcast(builder.gep(ddata, [builder.add(db, j0)]), vty.as_pointer())
             v = builder.call(load, [sp, item, ok, ir.Constant(vty, None)])
-            g.store_head(builder.fsub(builder.fsub(v, shv), lsev), dp, builder.select(
-                builder.icmp_signed(">", left, ir.Constant(i32, w)), ir.Constant(i32, w), left))
+            g.store_head(builder.fsub(builder.fsub(v, shv), lsev), dp, left)
         return context.get_dummy_value()
 
     return types.none(src, sbase, dst, dbase, n, shift, lse), codegen

@@ -1109,9 +1109,10 @@ static void FN(col_block)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
                and the hardware prefetcher, which stops at every 4 KiB
                page, did not keep up: Zen 5, AVX-512, (32000, 4096)
                axis 0, 2 threads, this pass alone 0.90-0.98 -> 0.72-0.77
-               of a copy.  Zen 2 (AVX2) measured prefetching the next group
-               20% slower (float64, one thread): AVX-512 only, and on large
-               arrays only (in cache, (1000, 2048), it cost 10%) */
+               of a copy.  An earlier host measured it 20% slower (float64,
+               one thread, at 3.5x a copy; de0e05e): to measure again on
+               other machines.  AVX-512 only (a prefetch per line), and
+               large arrays only (in cache, (1000, 2048), it cost 10%) */
             if (pf && r0 + G + g <= k)
                 for (ptrdiff_t r = 0; r < g; r++)
                     __builtin_prefetch(x + (r0 + G + r) * xs + v * FSM_VB, 0, 3);

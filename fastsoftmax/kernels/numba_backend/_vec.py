@@ -27,7 +27,7 @@ from ._runtime import element_pointer
 
 __all__ = ["exp_by_vectors", "vload", "vload_part", "vstore", "vzero", "vsplat", "vgt", "vsub", "vmul",
            "vadd", "vwiden", "vrecip", "vec_exp", "vec_exp_np", "vfinite_or_zero", "vcount_not_finite",
-           "vadd_ne1", "vhead", "vhsum", "vhmax", "vcount_eq", "by_halves", "masked_mem", "maxnum"]
+           "vadd_ne1", "vhead", "vhsum", "vhmax", "vcount_eq", "vsh", "vpick_gt", "vrest1", "vis1", "by_halves", "masked_mem", "maxnum"]
 
 _BYTES = 64
 
@@ -459,6 +459,32 @@ def vhead(typingctx, v, n, fill):
         return builder.select(head, _splat(builder, args[2], v.count), args[0])
 
     return v(v, n, fill), codegen
+
+
+def _ones(x):
+    return ir.Constant(x.type, [ir.Constant(x.type.element, 1.0)] * x.type.count)
+
+
+vsh = _lanewise(lambda b, x: b.select(
+    b.fcmp_unordered("!=", x, ir.Constant(x.type, [ir.Constant(x.type.element, float("-inf"))]
+                                          * x.type.count)), x, ir.Constant(x.type, None)),
+    "``v if v != -inf else +0``, lane by lane (a running max's shift; NaN stays NaN).")
+vrest1 = _lanewise(lambda b, x: b.select(b.fcmp_unordered("!=", x, _ones(x)), x, ir.Constant(x.type, None)),
+                   "``v if v != 1 else +0``, lane by lane (NaN stays NaN).")
+vis1 = _lanewise(lambda b, x: b.select(b.fcmp_ordered("==", x, _ones(x)), _ones(x), ir.Constant(x.type, None)),
+                 "``1 if v == 1 else +0``, lane by lane.")
+
+
+@intrinsic
+def vpick_gt(typingctx, a, b, x, y):
+    """``x if a > b else y``, lane by lane (ordered: a NaN gives ``y``)."""
+    if not (isinstance(a, Vec) and a == b == x == y):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.select(builder.fcmp_ordered(">", args[0], args[1]), args[2], args[3])
+
+    return a(a, b, x, y), codegen
 
 
 vec_exp_np = _lanewise(_exp_np_ir, "``fexp_np`` of every lane (arguments <= 0, -inf or NaN).")

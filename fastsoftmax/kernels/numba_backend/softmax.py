@@ -37,7 +37,8 @@ from numba.extending import intrinsic
 from ._exp import fexp, fexp_np, fmax, like, log64_ge1
 from ._vec import (Vec, _splat, by_halves, masked_mem, vadd, vadd_ne1, vcount_eq,
                    vcount_not_finite, vec_exp, vec_exp_np, vfinite_or_zero, vgt, vhead, vhmax, vhsum,
-                   vload, vload_part, vmul, vrecip, vsplat, vstore, vstore_nt, vsub, vwiden, vzero)
+                   vis1, vload, vload_part, vmul, vpick_gt, vrecip, vrest1, vsh, vsplat, vstore,
+                   vstore_nt, vsub, vwiden, vzero)
 from ._runtime import (LazyKernel, arr, check_layer, element_pointer, flat, keep_alive, parallel_lock,
                        prefetch_intrinsic, stack_array, use_threads, view)
 
@@ -124,6 +125,10 @@ _INLINE = dict(inline="always", fastmath=_FM)
 
 _prefetch_l2 = prefetch_intrinsic(2, """Hint: bring ``buf[index]``'s cache line towards L2 (``llvm.prefetch``,
     read, moderate locality: for data needed a little later); never faults, any index is allowed.""")
+
+
+_prefetch_l1 = prefetch_intrinsic(3, """Hint: bring ``buf[index]``'s cache line into L1 (``llvm.prefetch``,
+    read, high locality: for data needed soon); never faults, any index is allowed.""")
 
 
 @intrinsic
@@ -1771,8 +1776,76 @@ def _step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, mo_out):
     return v0, v1, v2, v3, v4, v5, v6, v7, _sh(mn)
 
 
+@njit(**_INLINE)
+def _prefetch4(x0, x1, x2, x3, i):
+    """``_prefetch_l1`` of index ``i`` of four rows."""
+    _prefetch_l1(x0, i)
+    _prefetch_l1(x1, i)
+    _prefetch_l1(x2, i)
+    _prefetch_l1(x3, i)
+
+
+@njit(**_INLINE)
+def _vstep8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, ahead):
+    """``_load8`` and ``_group_max8`` of the 64-byte vector at column ``c``
+    (the new max stored into ``m``): the 8 vectors, the old max, the new.
+    ``ahead`` (elements, or 0): each row's line that far on is prefetched
+    into L1 (the next group's, see ``_col_block``)."""
+    if ahead:
+        _prefetch4(x0, x1, x2, x3, c + ahead)
+        _prefetch4(x4, x5, x6, x7, c + ahead)
+    v0 = vload(x0, c)
+    v1 = vload(x1, c)
+    v2 = vload(x2, c)
+    v3 = vload(x3, c)
+    v4 = vload(x4, c)
+    v5 = vload(x5, c)
+    v6 = vload(x6, c)
+    v7 = vload(x7, c)
+    mo = vload(m, c)
+    mn = vgt(vgt(vgt(vgt(v0, v1), vgt(v2, v3)), vgt(vgt(v4, v5), vgt(v6, v7))), mo)
+    vstore(m, c, mn)
+    return v0, v1, v2, v3, v4, v5, v6, v7, mo, mn
+
+
+@njit(**_INLINE)
+def _vexps8(v0, v1, v2, v3, v4, v5, v6, v7, sh):
+    """The 8 vectors ``vec_exp_np(v - sh)`` (``fexp_np``'s bits)."""
+    return (vec_exp_np(vsub(v0, sh)), vec_exp_np(vsub(v1, sh)), vec_exp_np(vsub(v2, sh)),
+            vec_exp_np(vsub(v3, sh)), vec_exp_np(vsub(v4, sh)), vec_exp_np(vsub(v5, sh)),
+            vec_exp_np(vsub(v6, sh)), vec_exp_np(vsub(v7, sh)))
+
+
+@njit(**_INLINE)
+def _vtree8(a0, a1, a2, a3, a4, a5, a6, a7):
+    """``_exp_sum8``'s tree of 8 vectors."""
+    return vadd(vadd(vadd(a0, a1), vadd(a2, a3)), vadd(vadd(a4, a5), vadd(a6, a7)))
+
+
+@njit(**_INLINE)
+def _vsum8(v0, v1, v2, v3, v4, v5, v6, v7, sh):
+    """``_exp_sum8`` of vectors."""
+    a0, a1, a2, a3, a4, a5, a6, a7 = _vexps8(v0, v1, v2, v3, v4, v5, v6, v7, sh)
+    return _vtree8(a0, a1, a2, a3, a4, a5, a6, a7)
+
+
+@njit(**_INLINE)
+def _vsum8_ones(v0, v1, v2, v3, v4, v5, v6, v7, sh):
+    """``_exp_sum8_ones`` of vectors."""
+    a0, a1, a2, a3, a4, a5, a6, a7 = _vexps8(v0, v1, v2, v3, v4, v5, v6, v7, sh)
+    return (_vtree8(vrest1(a0), vrest1(a1), vrest1(a2), vrest1(a3), vrest1(a4), vrest1(a5),
+                    vrest1(a6), vrest1(a7)),
+            _vtree8(vis1(a0), vis1(a1), vis1(a2), vis1(a3), vis1(a4), vis1(a5), vis1(a6), vis1(a7)))
+
+
+@njit(**_INLINE)
+def _whole_vectors(w, x):
+    """How many of ``w`` elements of ``x``'s type fill whole 64-byte vectors."""
+    return w - w % (64 // x.itemsize)
+
+
 @njit(fastmath=_FM, cache=True)
-def _col_group8(xf, xg, xs1, w, m, mo_out, e):
+def _col_group8(xf, xg, xs1, w, m, mo_out, e, ahead):
     """A full group of 8 rows in one pass over the columns, all in registers:
     new running max ``m`` (the old one into ``mo_out``), and ``e`` = the sum
     of the 8 ``exp(x - shift)`` against it, in T.  No
@@ -1782,7 +1855,12 @@ def _col_group8(xf, xg, xs1, w, m, mo_out, e):
     constants every iteration."""
     _wide_vectors()
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
-    for c in range(w):
+    whole = _whole_vectors(w, e)
+    for c in range(0, whole, 64 // e.itemsize):
+        v0, v1, v2, v3, v4, v5, v6, v7, mo, mn = _vstep8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, ahead)
+        vstore(mo_out, c, mo)
+        vstore(e, c, _vsum8(v0, v1, v2, v3, v4, v5, v6, v7, vsh(mn)))
+    for c in range(whole, w):
         v0, v1, v2, v3, v4, v5, v6, v7, sh = _step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, mo_out)
         e[c] = _exp_sum8(v0, v1, v2, v3, v4, v5, v6, v7, sh)
 
@@ -1822,7 +1900,7 @@ def _exp_sum8_ones(v0, v1, v2, v3, v4, v5, v6, v7, sh):
 
 
 @njit(fastmath=_FM, cache=True)
-def _col_group8_ones(xf, xg, xs1, w, m, mo_out, e, ones):
+def _col_group8_ones(xf, xg, xs1, w, m, mo_out, e, ones, ahead):
     """``_col_group8`` for float32 log_softmax: the exponentials equal to 1
     (at the max) are counted into ``ones``, the others summed in float32
     into ``e``; the caller adds the two in float64.  A float32 sum of 1 and
@@ -1832,7 +1910,14 @@ def _col_group8_ones(xf, xg, xs1, w, m, mo_out, e, ones):
     exponentials, cost 12% more: (32000, 4096) axis 0, 1.79x a copy.)"""
     _wide_vectors()
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
-    for c in range(w):
+    whole = _whole_vectors(w, e)
+    for c in range(0, whole, 64 // e.itemsize):
+        v0, v1, v2, v3, v4, v5, v6, v7, mo, mn = _vstep8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, ahead)
+        vstore(mo_out, c, mo)
+        t, n1 = _vsum8_ones(v0, v1, v2, v3, v4, v5, v6, v7, vsh(mn))
+        vstore(e, c, t)
+        vstore(ones, c, n1)
+    for c in range(whole, w):
         v0, v1, v2, v3, v4, v5, v6, v7, sh = _step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, mo_out)
         e[c], ones[c] = _exp_sum8_ones(v0, v1, v2, v3, v4, v5, v6, v7, sh)
 
@@ -1886,7 +1971,7 @@ def _ref_step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, ref):
 
 
 @njit(fastmath=_FM, cache=True)
-def _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr):
+def _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr, ahead):
     """Softmax's ``_col_group8``: the new running max ``m`` of a full group
     of 8 rows, and ``e`` = the sum of the 8 ``exp(x - sh(ref))`` in T, or -1
     for a column whose max now exceeds its reference ``ref`` by more than
@@ -1898,7 +1983,15 @@ def _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr):
     vector width: 1.8x slower; it is ``_col_add_ref``'s)."""
     _wide_vectors()
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
-    for c in range(w):
+    whole = _whole_vectors(w, e)
+    left = vsplat(e, like(-1.0, hr))
+    hv = vsplat(e, hr)
+    for c in range(0, whole, 64 // e.itemsize):
+        v0, v1, v2, v3, v4, v5, v6, v7, mo, mn = _vstep8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, ahead)
+        r = vload(ref, c)
+        t = _vsum8(v0, v1, v2, v3, v4, v5, v6, v7, vsh(r))
+        vstore(e, c, vpick_gt(mn, vadd(r, hv), left, t))
+    for c in range(whole, w):
         v0, v1, v2, v3, v4, v5, v6, v7, r, mn = _ref_step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, ref)
         sh = _sh(r)  # every x - sh <= hr, -inf or NaN (or the column is taken again)
         t = _exp_sum8(v0, v1, v2, v3, v4, v5, v6, v7, sh)
@@ -1906,7 +1999,7 @@ def _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr):
 
 
 @njit(fastmath=_FM, cache=True)
-def _col_group8_ref_ones(xf, xg, xs1, w, m, ref, e, ones):
+def _col_group8_ref_ones(xf, xg, xs1, w, m, ref, e, ones, ahead):
     """``_col_group8_ref`` for float32 log_softmax, with no headroom (a
     column is left out, ``e`` -1, as soon as its max exceeds its reference,
     so that the reference is the max itself when the group is added), and
@@ -1915,7 +2008,15 @@ def _col_group8_ref_ones(xf, xg, xs1, w, m, ref, e, ones):
     ``COL_REF_LOG_W``; see ``_col_block``)."""
     _wide_vectors()
     x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(xf, xg, xs1, w)
-    for c in range(w):
+    whole = _whole_vectors(w, e)
+    left = vsplat(e, like(-1.0, e[0]))
+    for c in range(0, whole, 64 // e.itemsize):
+        v0, v1, v2, v3, v4, v5, v6, v7, mo, mn = _vstep8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, ahead)
+        r = vload(ref, c)
+        t, n1 = _vsum8_ones(v0, v1, v2, v3, v4, v5, v6, v7, vsh(r))
+        vstore(e, c, vpick_gt(mn, r, left, t))
+        vstore(ones, c, n1)
+    for c in range(whole, w):
         v0, v1, v2, v3, v4, v5, v6, v7, r, mn = _ref_step8(x0, x1, x2, x3, x4, x5, x6, x7, c, m, ref)
         t, n1 = _exp_sum8_ones(v0, v1, v2, v3, v4, v5, v6, v7, _sh(r))
         e[c] = like(-1.0, t) if mn > r else t
@@ -2031,7 +2132,14 @@ def _col_again(xf, xg, xs1, w, m, ref, s, e, hr, log):
 
 
 @njit(**_INLINE)
-def _col_sums_ref(xf, xb, xs1, k, w, m, ref, s, gm, e, ones, log):
+def _group_ahead(pf, r0, k, xs1):
+    """Where the group of rows at ``r0`` prefetches the next one (elements
+    ahead, ``_vstep8``): ``pf`` and a full group follows, else 0."""
+    return COL_GROUP * xs1 if pf and r0 + 2 * COL_GROUP <= k else 0
+
+
+@njit(**_INLINE)
+def _col_sums_ref(xf, xb, xs1, k, w, m, ref, s, gm, e, ones, log, pf):
     """Pass 1 of ``_col_block`` for softmax and float32 log_softmax: the
     maxima ``m`` and the float64 sums ``s`` of ``exp(x - sh(ref))``,
     against per-column references ``ref`` that trail the max by at most
@@ -2059,10 +2167,11 @@ def _col_sums_ref(xf, xb, xs1, k, w, m, ref, s, gm, e, ones, log):
         g = min(COL_GROUP, k - r0)
         xg = xb + r0 * xs1
         if g == COL_GROUP:
+            ahead = _group_ahead(pf, r0, k, xs1)
             if log:
-                _col_group8_ref_ones(xf, xg, xs1, w, m, ref, e, ones)
+                _col_group8_ref_ones(xf, xg, xs1, w, m, ref, e, ones, ahead)
             else:
-                _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr)
+                _col_group8_ref(xf, xg, xs1, w, m, ref, e, hr, ahead)
             if _col_add_ref(s, e, ones, w, log):
                 _col_again(xf, xg, xs1, w, m, ref, s, e, hr, log)
         else:  # the last, ragged group: new references first, then its rows
@@ -2086,24 +2195,32 @@ def _put_vec(d, c, v, nt):
 
 
 @njit(**_INLINE)
-def _exp4_vectors(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, nt):
-    """``_EXP_COLS`` of the four rows' whole 64-byte vectors from their
+def _col4_vec(v, sh, f, log):
+    """``_LOG_COLS`` (log) or ``_EXP_COLS`` of a vector (the same bits as ``_op``)."""
+    return vsub(vsub(v, sh), f) if log else vmul(vec_exp_np(vsub(v, sh)), f)
+
+
+@njit(**_INLINE)
+def _col4_vectors(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, log, nt, ahead):
+    """``_col4_vec`` of the four rows' whole 64-byte vectors from their
     start, a vector at a time (as ``_exp_vectors``; the same bits); returns
-    how many columns it wrote."""
-    w = 64 // x0.itemsize
-    whole = d0.shape[0] - d0.shape[0] % w
-    for c in range(0, whole, w):
+    how many columns it wrote.  ``ahead`` (elements, or 0): each row's line
+    that far on is prefetched into L1 (the next four rows, ``_col_block``)."""
+    whole = _whole_vectors(d0.shape[0], x0)
+    for c in range(0, whole, 64 // x0.itemsize):
+        if ahead:
+            _prefetch4(x0, x1, x2, x3, c + ahead)
         sh = vload(shv, c)
         f = vload(scv, c)
-        _put_vec(d0, c, vmul(vec_exp_np(vsub(vload(x0, c), sh)), f), nt)
-        _put_vec(d1, c, vmul(vec_exp_np(vsub(vload(x1, c), sh)), f), nt)
-        _put_vec(d2, c, vmul(vec_exp_np(vsub(vload(x2, c), sh)), f), nt)
-        _put_vec(d3, c, vmul(vec_exp_np(vsub(vload(x3, c), sh)), f), nt)
+        _put_vec(d0, c, _col4_vec(vload(x0, c), sh, f, log), nt)
+        _put_vec(d1, c, _col4_vec(vload(x1, c), sh, f, log), nt)
+        _put_vec(d2, c, _col4_vec(vload(x2, c), sh, f, log), nt)
+        _put_vec(d3, c, _col4_vec(vload(x3, c), sh, f, log), nt)
     return whole
 
 
 @njit(**_INLINE)
-def _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, start, n, op, nt):
+def _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, start, n, op, nt, ahead):
     """Columns ``[start, start + n)`` of the four rows, ``op`` ``_LOG_COLS``
     or ``_EXP_COLS`` (views from there, indexed from 0: a loop from
     ``start`` would wrap negative indices, and LLVM would gather)."""
@@ -2117,9 +2234,7 @@ def _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, start, n, op, nt)
     d3 = view(d3, start, n)
     shv = view(shv, start, n)
     scv = view(scv, start, n)
-    c0 = 0
-    if op == _EXP_COLS:
-        c0 = _exp4_vectors(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, nt)
+    c0 = _col4_vectors(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, op == _LOG_COLS, nt, ahead)
     for c in range(c0, n):  # softmax: shift = the max (NaN ignored): x - shift <= 0, -inf or NaN
         sh = shv[c]
         f = scv[c]
@@ -2130,26 +2245,26 @@ def _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, start, n, op, nt)
 
 
 @njit(**_INLINE)
-def _col_write4_parts(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, op):
+def _col_write4_parts(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, op, ahead):
     w = d0.shape[0]
-    _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, 0, head, op, False)
-    _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, op, True)
-    _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head + n, w - head - n, op, False)
+    _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, 0, head, op, False, ahead)
+    _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, op, True, ahead)
+    _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head + n, w - head - n, op, False, ahead)
 
 
 @njit(**_INLINE)
-def _col_write4_rows(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, log):
+def _col_write4_rows(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, log, ahead):
     """The four rows' columns ``[head, head + n)`` with streaming stores
     (``_nt_span`` of ``d0``, the same for the other three), the rest with
     plain stores."""
     if log:
-        _col_write4_parts(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, _LOG_COLS)
+        _col_write4_parts(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, _LOG_COLS, ahead)
     else:
-        _col_write4_parts(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, _EXP_COLS)
+        _col_write4_parts(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, _EXP_COLS, ahead)
 
 
 @njit(fastmath=_FM, cache=True)
-def _col_write4(xf, xg, xs1, of, og, os1, w, shift, scale, log, nt, tmp, inplace):
+def _col_write4(xf, xg, xs1, of, og, os1, w, shift, scale, log, nt, tmp, inplace, ahead):
     """The writing pass over 4 consecutive rows (strides ``xs1`` and
     ``os1``) of the ``w`` columns at ``xg``/``og``: ``exp(x - shift) *
     scale``, or ``(x - shift) - scale`` (log).  Four rows per pass over the
@@ -2186,7 +2301,7 @@ def _col_write4(xf, xg, xs1, of, og, os1, w, shift, scale, log, nt, tmp, inplace
         d1 = view(tmp, w, w)
         d2 = view(tmp, 2 * w, w)
         d3 = view(tmp, 3 * w, w)
-        _col_write4_rows(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, 0, 0, log)
+        _col_write4_rows(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, 0, 0, log, ahead)
         one = like(1.0, scv[0])  # x * 1 is x exactly (-0, +-inf and NaN too)
         _map(d0, d0, d0, o0, one, one, _MUL, True)
         _map(d1, d1, d1, o1, one, one, _MUL, True)
@@ -2195,9 +2310,9 @@ def _col_write4(xf, xg, xs1, of, og, os1, w, shift, scale, log, nt, tmp, inplace
         return
     head, n = _nt_span(o0) if nt else (0, 0)
     if inplace:
-        _col_write4_rows(o0, o1, o2, o3, o0, o1, o2, o3, shv, scv, head, n, log)
+        _col_write4_rows(o0, o1, o2, o3, o0, o1, o2, o3, shv, scv, head, n, log, ahead)
     else:
-        _col_write4_rows(x0, x1, x2, x3, o0, o1, o2, o3, shv, scv, head, n, log)
+        _col_write4_rows(x0, x1, x2, x3, o0, o1, o2, o3, shv, scv, head, n, log, ahead)
 
 
 @njit(**_INLINE)
@@ -2260,7 +2375,7 @@ def _col_add_grown(s, m, mo, e, ones, w, wide, left):
 
 
 @njit(**_INLINE)
-def _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e, e64, ones):
+def _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e, e64, ones, pf):
     """Pass 1 of ``_col_block`` for float64 log_softmax, and float32's on
     short or narrow blocks: the running maxima ``m`` and the float64 sums
     ``s`` of the w columns at xb, each group's sum added first in T
@@ -2275,10 +2390,11 @@ def _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e, e64, ones):
         g = min(COL_GROUP, k - r0)
         xg = xb + r0 * xs1
         if g == COL_GROUP:
+            ahead = _group_ahead(pf, r0, k, xs1)
             if wide:
-                _col_group8_ones(xf, xg, xs1, w, m, mo, e, ones)
+                _col_group8_ones(xf, xg, xs1, w, m, mo, e, ones, ahead)
             else:
-                _col_group8(xf, xg, xs1, w, m, mo, e)
+                _col_group8(xf, xg, xs1, w, m, mo, e, ahead)
             grew = _col_add_group(s, m, mo, e, ones, w, wide)
             if grew:
                 _col_add_grown(s, m, mo, e, ones, w, wide, grew)
@@ -2332,12 +2448,19 @@ def _col_block(xf, xb, xs1, of, ob, os1, k, w, wpath, log, m, mo, s, gm, shn, e,
     straight from the loops, ``_col_row``; log_softmax (32000, 4096) axis 0,
     2 threads, time / copy: float32 1.54-1.58 -> 1.43-1.44, float64
     1.53-1.56 -> 1.44-1.47 against a scratch row streamed out).
+
+    ``nt`` (a large array, AVX-512): software prefetches into L1, one line
+    per vector, of the next group of rows in pass 1 (``_group_ahead``) and
+    of the next four rows in the four-row writing (``_col4_vectors``): a
+    row's run in a block is short, and the hardware prefetcher, which stops
+    at every 4 KiB page, did not keep up (the Cython kernel's measurements,
+    fsm_body.h; the same bits).
     """
     _wide_vectors()
     if log and (e.itemsize == 8 or k < COL_REF_LOG_K or wpath < COL_REF_LOG_W):
-        _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e, e64, ones)
+        _col_sums(xf, xb, xs1, k, w, m, mo, s, gm, shn, e, e64, ones, nt)
     else:  # mo: the references (log_softmax: the maxima, at the end)
-        _col_sums_ref(xf, xb, xs1, k, w, m, mo, s, gm, e, ones, log)
+        _col_sums_ref(xf, xb, xs1, k, w, m, mo, s, gm, e, ones, log, nt)
     for c in range(w):
         mc = m[c]
         sc = s[c]
@@ -2353,8 +2476,9 @@ def _col_block(xf, xb, xs1, of, ob, os1, k, w, wpath, log, m, mo, s, gm, shn, e,
     inplace = ob == xb and os1 == xs1 and _address(of, 0) == _address(xf, 0)
     if not log or (nt and os1 * of.itemsize % _NT_BYTES == 0):  # (log_softmax: measured)
         while r_done + COL_WRITE_ROWS <= k:
+            ahead = COL_WRITE_ROWS * xs1 if nt and r_done + 2 * COL_WRITE_ROWS <= k else 0
             _col_write4(xf, xb + r_done * xs1, xs1, of, ob + r_done * os1, os1, w, shift, scale,
-                        log, nt, tmp, inplace)
+                        log, nt, tmp, inplace, ahead)
             r_done += COL_WRITE_ROWS
     shv = view(shift, 0, w)  # unmanaged views: the loops below vectorise
     scv = view(scale, 0, w)

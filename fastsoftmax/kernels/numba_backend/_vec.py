@@ -27,7 +27,8 @@ from ._runtime import element_pointer
 
 __all__ = ["exp_by_vectors", "vload", "vload_part", "vstore", "vzero", "vsplat", "vgt", "vsub", "vmul",
            "vadd", "vwiden", "vrecip", "vec_exp", "vec_exp_np", "vfinite_or_zero", "vcount_not_finite",
-           "vadd_ne1", "vhead", "vhsum", "vhmax", "vcount_eq", "vsh", "vpick_gt", "vrest1", "vis1", "by_halves", "masked_mem", "maxnum"]
+           "vadd_ne1", "vhead", "vhsum", "vhmax", "vcount_eq", "vsh", "vpick_gt", "vrest1", "vis1",
+           "by_halves", "masked_mem", "maxnum"]
 
 _BYTES = 64
 

@@ -701,6 +701,16 @@ def _host_avx512():
 _LINE_STORES = _host_avx512()
 #: a masked vector store is one instruction (AVX-512); see ``_VecGen.store_head``
 _MASKED_STORES = _LINE_STORES
+#: short-row blocks prefetch their rows some blocks ahead (``_prefetch_rows``):
+#: only without AVX-512.  Measured on AMD Zen 2 (AVX2): float64 (100_000,
+#: 16), one thread, softmax 3.5-4.2 -> 1.5 ms with them.  On AMD Zen 5
+#: (AVX-512) they cost time in cache and out of it (``bench/ab_versions.py``,
+#: without / with, time / copy, 2 threads: float32 (100_000, 16) softmax
+#: 1.60 / 2.04, 2.14 / 2.44; float64 1.26 / 1.50; one thread float64 2.78 /
+#: 4.08; in cache (4000, 16) one thread 0.87 of the time): its hardware
+#: prefetchers follow the rows' two streams.  Not measured on other
+#: AVX-512 machines.
+_SHORT_PREFETCH = not _LINE_STORES
 
 
 @njit(**_INLINE)
@@ -1448,13 +1458,10 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
                 m = _tile_max(tx, k, lanes)
                 # a +inf or NaN max shifts by 0, and then needs the general exp
                 sh = vfinite_or_zero(m)
-                acc = vzero(m, True)
                 if vcount_not_finite(m, nb) == 0:
-                    for j in range(k):
-                        acc = vadd(acc, vwiden(vec_exp_np(vsub(vload(tx, j * lanes), sh))))
+                    acc = _tile_exp_sum(tx, tx, sh, k, lanes, False, False)
                 else:
-                    for j in range(k):
-                        acc = vadd(acc, vwiden(vec_exp(vsub(vload(tx, j * lanes), sh))))
+                    acc = _tile_exp_sum(tx, tx, sh, k, lanes, False, True)
                 vstore(s, b, acc)
                 vstore(shs, b, sh)
             _log_sums(s, te, ng)
@@ -1468,11 +1475,7 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
         _transpose(xf, xo + b0 * xs, xs, nb, k, tx, 0, lanes, True, None)
         # x - max: every one <= 0, -inf or NaN (fexp_np)
         m = _tile_max(tx, k, lanes)
-        acc = vzero(m, True)
-        for j in range(k):
-            e = vec_exp_np(vsub(vload(tx, j * lanes), m))
-            vstore(te, j * lanes, e)
-            acc = vadd(acc, vwiden(e))
+        acc = _tile_exp_sum(tx, te, m, k, lanes, True, False)
         # the exponentials times 1 / sum as they are turned back
         _transpose(te, 0, lanes, k, nb, of, ob, os, False, vrecip(acc, m), True)
 
@@ -1480,11 +1483,54 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
 @njit(**_INLINE)
 def _prefetch_rows(xf, xo, xs, r, n, r1, k):
     """Prefetch rows ``r:min(r + n, r1)`` (of ``k`` elements, at ``xf[xo +
-    row * xs]``) towards L2: a short-row block's rows, some blocks ahead.
-    Without: float64 (100_000, 16) (25.6 MB with out: past this machine's
-    share of L3), one thread, softmax 3.5 ms -> 1.5 ms (a copy 0.33 ms)."""
-    for i in range(r, min(r + n, r1)):
-        _prefetch_span_l2(xf, xo + i * xs, k)
+    row * xs]``) towards L2: a short-row block's rows, some blocks ahead,
+    where ``_SHORT_PREFETCH``.  AMD Zen 2, float64 (100_000, 16) (25.6 MB
+    with out: past that machine's share of L3), one thread: softmax 3.5 ms
+    -> 1.5 ms (a copy 0.33 ms)."""
+    if _SHORT_PREFETCH:
+        for i in range(r, min(r + n, r1)):
+            _prefetch_span_l2(xf, xo + i * xs, k)
+
+
+@njit(**_INLINE)
+def _tile_exp(tx, j, lanes, sh, general):
+    """The exponentials of column ``j`` of a block turned around, minus
+    ``sh``: ``vec_exp`` if ``general``, else ``vec_exp_np`` (every argument
+    <= 0, -inf or NaN)."""
+    v = vsub(vload(tx, j * lanes), sh)
+    return vec_exp(v) if general else vec_exp_np(v)
+
+
+@njit(**_INLINE)
+def _tile_exp_sum(tx, te, sh, k, lanes, store, general):
+    """The row sums (float64 lanes, each added in column order) of the
+    exponentials of a block turned around (``_small_rows``'s ``tx``, rows
+    of ``k``) minus ``sh``, stored into ``te`` (laid out as ``tx``) where
+    ``store``; ``general``: see ``_tile_exp``.
+
+    Four columns an iteration, their four exponentials independent before
+    their sums (the same operations in the same order as one column an
+    iteration: the same bits).  AMD Zen 5, one thread, float32 rows of 16
+    in cache, softmax: 0.85 of the time (one column an iteration, which
+    LLVM unrolled by two, left too few exponentials in flight)."""
+    acc = vzero(sh, True)
+    for j in range(0, k - 3, 4):
+        e0 = _tile_exp(tx, j, lanes, sh, general)
+        e1 = _tile_exp(tx, j + 1, lanes, sh, general)
+        e2 = _tile_exp(tx, j + 2, lanes, sh, general)
+        e3 = _tile_exp(tx, j + 3, lanes, sh, general)
+        if store:
+            vstore(te, j * lanes, e0)
+            vstore(te, (j + 1) * lanes, e1)
+            vstore(te, (j + 2) * lanes, e2)
+            vstore(te, (j + 3) * lanes, e3)
+        acc = vadd(vadd(vadd(vadd(acc, vwiden(e0)), vwiden(e1)), vwiden(e2)), vwiden(e3))
+    for j in range(k - k % 4, k):
+        e = _tile_exp(tx, j, lanes, sh, general)
+        if store:
+            vstore(te, j * lanes, e)
+        acc = vadd(acc, vwiden(e))
+    return acc
 
 
 @njit(**_INLINE)

@@ -13,7 +13,9 @@ rounds' times over ``np.copyto``'s, for softmax and log_softmax of
 ``standard_normal((N, K)) * 3``.  Both versions run in the same process,
 alternating in each round, so that a shared host's noise falls on both.
 """
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -27,6 +29,7 @@ def main(argv):
     axis = int(argv[7]) if len(argv) > 7 else -1
     tmp = tempfile.mkdtemp()
     os.symlink(other, os.path.join(tmp, "fastsoftmax_b"))
+    atexit.register(shutil.rmtree, tmp, True)   # the link only, not what it points to
     sys.path.insert(0, tmp)
     import fastsoftmax as A
     import fastsoftmax_b as B

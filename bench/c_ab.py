@@ -10,7 +10,8 @@ instruction set at run time), and called through ``ctypes``: no Python
 layer, no Cython wrapper.  Softmax and log_softmax of ``standard_normal((N,
 K)) * 3`` over the rows (``--cols``: over axis 0, the column kernel) run
 in every round after a ``np.copyto`` of the same array, each version in
-turn, so that a shared host's noise falls on all of them.  Prints whether
+turn (the order reversed every other round), so that a shared host's
+noise falls on all of them.  Prints whether
 every version gives the first one's bits, then the medians of the rounds'
 times over the copy's.  ``--isa L`` forces an instruction-set level
 (``fsm_set_isa``: 0 baseline, 1 AVX2, 2 AVX-512) where the host has it.
@@ -117,12 +118,13 @@ def main(argv):
                 same.append(bool(np.array_equal(ref, out, equal_nan=True)))
     times = {(i, log): [] for i in range(len(libs)) for log in (0, 1)}
     tc = []
-    for _ in range(rounds):
+    order = list(enumerate(libs))
+    for r in range(rounds):
         t0 = time.perf_counter()
         np.copyto(cp, x)
         tc.append(time.perf_counter() - t0)
         for log in (0, 1):
-            for i, h in enumerate(libs):
+            for i, h in order if r % 2 else order[::-1]:   # each version first in turn
                 t0 = time.perf_counter()
                 call(h, log)
                 times[i, log].append(time.perf_counter() - t0)

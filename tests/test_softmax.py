@@ -162,6 +162,25 @@ def test_special_values_in_batches(backend, func, dtype, axis):
                     equal_nan=True)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 3, 4, 5, 6, 7, 9])
+def test_special_values_in_short_row_blocks(backend, func, dtype, k):
+    # short rows go in blocks of rows (compiled backends), their
+    # exponentials some columns at a time: every remainder of k by 4, and
+    # blocks whose max is +inf or NaN in some rows (the general exp) among
+    # finite rows, in full blocks and in the rows left over
+    rng = np.random.default_rng(k)
+    x = rng.normal(size=(40, k)) * 3
+    for r, v in ((1, np.inf), (5, np.nan), (17, -np.inf), (18, np.inf), (38, np.inf)):
+        x[r, rng.integers(0, k)] = v
+    x[20] = -np.inf
+    x = x.astype(dtype)
+    f, _ = FUNCS[func]
+    got = f(x, axis=1, backend=backend)
+    assert_array_equal(np.isnan(got), np.isnan(reference(x, 1, func == "log_softmax")))
+    check_close(got, x, 1, func == "log_softmax", dtype)
+
+
 @pytest.mark.parametrize("k", [200, 700])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_rows_in_cache_keep_their_own_sums(backend, func, k, dtype, restore_threads):

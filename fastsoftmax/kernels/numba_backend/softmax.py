@@ -707,9 +707,9 @@ _MASKED_STORES = _LINE_STORES
 #: (AVX-512) they cost time in cache and out of it (``bench/ab_versions.py``,
 #: without / with, time / copy, 2 threads: float32 (100_000, 16) softmax
 #: 1.60 / 2.04, 2.14 / 2.44; float64 1.26 / 1.50; one thread float64 2.78 /
-#: 4.08; in cache (4000, 16) one thread 0.87 of the time): its hardware
-#: prefetchers follow the rows' two streams.  Not measured on other
-#: AVX-512 machines.
+#: 4.08; in cache (4000, 16) one thread 0.87 of the time), likely because
+#: its hardware prefetchers follow the rows' streams (not checked).  Not
+#: measured on other AVX-512 machines.
 _SHORT_PREFETCH = not _LINE_STORES
 
 

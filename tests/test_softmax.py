@@ -363,7 +363,7 @@ def test_log_softmax_float32_at_a_dominant_max_as_a_double_sum(backend, k, axis)
     assert (np.abs(got - want) <= 3 * eps * np.abs(want) + 2.0 ** -52).all()
 
 
-@pytest.mark.parametrize("k", [64, 100, 1000, 1003])
+@pytest.mark.parametrize("k", [3, 16, 17, 33, 64, 100, 1000, 1003])
 def test_log_softmax_float32_ties_at_a_dominant_max(backend, k):
     """float32 log_softmax where the max is reached 1, 2 or 3 times
     (anywhere: the same or different vector lanes, groups, the row's
@@ -389,6 +389,31 @@ def test_log_softmax_float32_ties_at_a_dominant_max(backend, k):
     at_max = x == x.max(axis=1, keepdims=True)
     assert (np.abs(got - want)[at_max] <= 3 * eps * np.abs(want[at_max]) + 2.0 ** -52).all()
     assert (np.abs(got - want) <= 2 * eps * np.maximum(np.abs(want), 1.0)).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [2, 5, 16, 40])
+def test_log_softmax_signed_zero_max_and_negative_nan(backend, dtype, k):
+    """Slices whose max is 0 reached as +0 and -0 (x - max is then +0 or
+    -0, exp 1 either way: a tie), a max reached once beside a value one ulp
+    below it, and NaNs of either sign: the float32 short-row kernels tell
+    the max's own element by the sign of x - max (Cython's blocks)."""
+    rng = np.random.default_rng(k)
+    x = rng.normal(size=(48, k)) * 3 - 5
+    x[0::6, 0] = -0.0
+    x[0::6, -1] = 0.0
+    x[1::6, 0] = 0.0
+    x[1::6, -1] = -0.0
+    x[2::6, 0] = -0.0
+    x[3::6, 0] = 2.0
+    x[3::6, -1] = np.nextafter(dtype(2.0), dtype(0.0))
+    x[4::6, k // 2] = np.nan
+    x[5::6, k // 2] = -np.nan
+    x = x.astype(dtype)
+    assert np.signbit(x[5, k // 2]) and not np.signbit(x[4, k // 2])
+    got = log_softmax(x, axis=1, backend=backend)
+    assert_array_equal(np.isnan(got), np.isnan(reference(x, 1, True)))
+    check_close(got, x, 1, True, dtype)
 
 
 @pytest.mark.parametrize("axis", [1, 0])

@@ -188,8 +188,10 @@ FSM_INLINE int FN(np_ok)(T m, T shift) { return shift == m || m == -(T)INFINITY;
 
 #if FSM_F32
 #define FSM_ADD_NE1(acc, cnt, e) ISA(add_ne1_f)(&(acc), &(cnt), (e))
+#define FSM_ADD_NEG_BITS(acc, e, d) ISA(add_neg_bits_f)(&(acc), (e), (d))
 #else
 #define FSM_ADD_NE1(acc, cnt, e) ((void)0)
+#define FSM_ADD_NEG_BITS(acc, e, d) 0u
 #endif
 /* sum of exp(x - shift) over x[0:k], in double; the exponentials are also
    written to dst[0:k] when `write` (dst may be x).  np: every x - shift is
@@ -654,8 +656,12 @@ FSM_INLINE ISA(vd) FN(log_sums)(ISA(vd) s)
    (float log_softmax: the count of those equal to 1), sum[2] (log_softmax:
    the shift) and d[0] (double log_softmax: the sums).  log_softmax leaves
    t alone: its writing reads the rows again (small_write_log). */
+#if FSM_F32
+static __attribute__((noinline)) void FN(small_sums_counted)(const char *x, ptrdiff_t xs,
+                                                             ptrdiff_t k, int NV, VT *sum);
+#endif
 FSM_INLINE void FN(small_sums)(const char *x, ptrdiff_t xs, ptrdiff_t k, int is_log,
-                               const int NV, VT (*t)[W], VT *sum, ISA(vd) *d)
+                               const int NV, VT (*t)[W], VT *sum, ISA(vd) *d, const int counted)
 {
     const T ninf = -(T)INFINITY;
     const ptrdiff_t last = k - (NV - 1) * W;   /* 1..W lanes in the last vector */
@@ -685,8 +691,8 @@ FSM_INLINE void FN(small_sums)(const char *x, ptrdiff_t xs, ptrdiff_t k, int is_
        those rows' x - 0 need the clamped exp */
     VT sh = m;
     VI np = m == m;
+    const VI fin = (m - m) == 0;
     if (is_log) {
-        const VI fin = (m - m) == 0;
         sh = (VT)(fin & (VI)m);
         np = fin | (m == ninf);
     }
@@ -698,10 +704,21 @@ FSM_INLINE void FN(small_sums)(const char *x, ptrdiff_t xs, ptrdiff_t k, int is_
        16) one thread 2.45 / 2.71 -> 2.37 / 2.66, in cache (4000, 16)
        5.02 / 4.66 -> 4.23 / 4.52; float64 two threads 1.39 / 1.11 -> 1.11
        / 1.09; the same bits) */
+    /* float log_softmax (but small_sums_counted's): the exponentials
+       summed as they are taken (below) */
+    const int fused = FSM_F32 && is_log && !counted;
+    VT s4[4] = {{0}};
+    uint32_t bits = 0;
     if (__builtin_expect(!FN(any)(~np), 1)) {
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
-            _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++)
-                e[v][l] = FSM_VALID_(v, l) ? VEXPN(c[v][l] - sh) : (VT){0};
+            _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++) {
+                const VT dv = c[v][l] - sh, ev = FSM_VALID_(v, l) ? VEXPN(dv) : (VT){0};
+                if (!fused) e[v][l] = ev;
+                else if (FSM_VALID_(v, l)) bits += FSM_ADD_NEG_BITS(s4[l % 4], ev, dv);
+            }
+    } else if (fused) {
+        FN(small_sums_counted)(x, xs, k, NV, sum);   /* a max +inf or NaN */
+        return;
     } else {
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
             _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++)
@@ -732,12 +749,41 @@ FSM_INLINE void FN(small_sums)(const char *x, ptrdiff_t xs, ptrdiff_t k, int is_
            log(count + sum) with that addition's rounding error.  (Widening
            every exponential to double and taking the logs in double cost
            log_softmax 40% over softmax; this, 5-10%.) */
-        VT s4[4] = {{0}}, n4[4] = {{0}};
-        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
-            _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++)
-                ISA(add_ne1_f)(&s4[l % 4], &n4[l % 4], e[v][l]);
-        const VT s = (s4[0] + s4[1]) + (s4[2] + s4[3]), n = (n4[0] + n4[1]) + (n4[2] + n4[3]);
-        sum[0] = s;
+        VT n;
+        if (counted) {
+            VT n4[4] = {{0}};
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)
+                _Pragma("GCC unroll 16") for (ptrdiff_t l = 0; l < W; l++)
+                    ISA(add_ne1_f)(&s4[l % 4], &n4[l % 4], e[v][l]);
+            n = (n4[0] + n4[1]) + (n4[2] + n4[3]);
+        } else {
+            /* (summed above as they were taken) Each row's max element
+               has x - max = +0 and exp(0) = 1: it alone is left out of the
+               sums, by the sign bit of x - max, and noted as a bit (bit j:
+               lane j), the bits added as integers.  With every max finite
+               (so every row has such an element), that integer sum is (1 <<
+               W) - 1 only where every row has exactly one (no tie to the
+               max, no NaN); then the count of 1s is 1.  Otherwise the block
+               is taken again with the exponentials equal to 1 counted
+               (small_sums_counted).  An exponential equal to 1 other than
+               the max's (x - max within 2^-25 or so) is summed, not
+               counted: its row's sum is then at least 2 and its log not near
+               0.  Where no row has one, the same sums in the same order as
+               with the counts, so the same bits.  bench/c_ab.py, Zen 5,
+               float32, time / copy, softmax / log_softmax, with the compare
+               of every exponential with 1 and two masked adds -> this: (4000,
+               16) in cache, one thread, 5.23 / 5.45 -> 5.14 / 5.18; (100_000,
+               16) one thread 3.07 / 3.45 -> 3.05 / 3.19, two threads 1.90 /
+               2.05 -> 1.88 / 1.93; log_softmax, two threads, (200_000, 5)
+               4.25 -> 3.57, (50_000, 33) 1.99 -> 1.62, (25_000, 63) 2.50 ->
+               2.18 */
+            if (__builtin_expect(bits != (uint32_t)((1ull << W) - 1) || FN(any)(~fin), 0)) {
+                FN(small_sums_counted)(x, xs, k, NV, sum);
+                return;
+            }
+            n = FN(splat)(1);
+        }
+        sum[0] = (s4[0] + s4[1]) + (s4[2] + s4[3]);
         sum[1] = n;
 #else
         d[0] = acc[0];
@@ -746,6 +792,24 @@ FSM_INLINE void FN(small_sums)(const char *x, ptrdiff_t xs, ptrdiff_t k, int is_
     }
 #undef FSM_VALID_
 }
+
+#if FSM_F32
+/* small_sums of a float log_softmax block with the exponentials equal to 1
+   counted: where a row has none of them (max -inf or NaN, a tie to the
+   max...) or more than one */
+static __attribute__((noinline)) void FN(small_sums_counted)(const char *x, ptrdiff_t xs,
+                                                             ptrdiff_t k, int NV, VT *sum)
+{
+    VT t[FSM_SMALL_VECS][W];
+    ISA(vd) d[2];
+    switch (NV) {
+    case 1: FN(small_sums)(x, xs, k, 1, 1, t, sum, d, 1); break;
+    case 2: FN(small_sums)(x, xs, k, 1, 2, t, sum, d, 1); break;
+    case 3: FN(small_sums)(x, xs, k, 1, 3, t, sum, d, 1); break;
+    default: FN(small_sums)(x, xs, k, 1, 4, t, sum, d, 1); break;
+    }
+}
+#endif
 
 /* the factor of a block's writing from small_sums's sums: softmax 1/sum,
    log_softmax log(sum) */
@@ -849,7 +913,7 @@ static __attribute__((noinline)) void FN(small_tail)(const char *x, ptrdiff_t xs
     VT t[FSM_SMALL_VECS][W], sum[3], f;
     ISA(vd) d[2];
 #define FSM_TAIL_(NV)                                                            \
-    FN(small_sums)((const char *)tile, ts, k, is_log, NV, t, sum, d);            \
+    FN(small_sums)((const char *)tile, ts, k, is_log, NV, t, sum, d, 0);            \
     f = FN(small_fac)(is_log, sum, d);                                           \
     FN(small_out)((const char *)tile, ts, (char *)tile, ts, k, is_log, NV, t, sum, &f);
     switch (NV) {
@@ -876,7 +940,7 @@ FSM_INLINE ptrdiff_t FN(small_blocks)(const char *x, ptrdiff_t xs, char *out, pt
     ISA(vd) d[2][2];
     for (int cur = 0; i + W <= i1; i += W, cur ^= 1) {
         if (i > i0) f[cur ^ 1] = FN(small_fac)(is_log, sum[cur ^ 1], d[cur ^ 1]);
-        FN(small_sums)(x + i * xs, xs, k, is_log, NV, t[cur], sum[cur], d[cur]);
+        FN(small_sums)(x + i * xs, xs, k, is_log, NV, t[cur], sum[cur], d[cur], 0);
         if (i > i0)
             FN(small_out)(x + (i - W) * xs, xs, out + (i - W) * os, os, k, is_log, NV,
                           t[cur ^ 1], sum[cur ^ 1], &f[cur ^ 1]);

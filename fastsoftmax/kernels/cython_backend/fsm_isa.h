@@ -158,12 +158,29 @@ FSM_INLINE void ISA(add_ne1_f)(ISA(vf) *acc, ISA(vf) *cnt, ISA(vf) e)
     *acc = (ISA(vf))_mm512_mask_add_ps((__m512)*acc, (__mmask16)~eq, (__m512)*acc, (__m512)e);
     *cnt = (ISA(vf))_mm512_mask_add_ps((__m512)*cnt, eq, (__m512)*cnt, one);
 }
+/* *acc += the lanes of e where d (the exponent's argument x - max) has its
+   sign bit set: every lane but the max's own (d = +0) or a NaN; returns the
+   bits of the lanes left out (bit j: lane j).  One test of the sign bit
+   (vptestmd) where an ordered compare of e with 1 (vcmpps) cost float
+   log_softmax of short rows 5% more on Zen 5. */
+FSM_INLINE uint32_t ISA(add_neg_bits_f)(ISA(vf) *acc, ISA(vf) e, ISA(vf) d)
+{
+    const __mmask16 neg = _mm512_test_epi32_mask((__m512i)d, _mm512_set1_epi32(INT32_MIN));
+    *acc = (ISA(vf))_mm512_mask_add_ps((__m512)*acc, neg, (__m512)*acc, (__m512)e);
+    return (uint16_t)~neg;
+}
 #else
 FSM_INLINE void ISA(add_ne1_f)(ISA(vf) *acc, ISA(vf) *cnt, ISA(vf) e)
 {
     ISA(vi) eq = e == 1.0f;
     *acc += (ISA(vf))(~eq & (ISA(vi))e);
     *cnt += (ISA(vf))(eq & (ISA(vi))((ISA(vf)){0} + 1.0f));
+}
+FSM_INLINE uint32_t ISA(add_neg_bits_f)(ISA(vf) *acc, ISA(vf) e, ISA(vf) d)
+{
+    const ISA(vi) neg = (ISA(vi))d >> 31;
+    *acc += (ISA(vf))(neg & (ISA(vi))e);
+    return ISA(mask_bits_f)(~neg);
 }
 #endif
 

@@ -913,7 +913,7 @@ static __attribute__((noinline)) void FN(small_tail)(const char *x, ptrdiff_t xs
     VT t[FSM_SMALL_VECS][W], sum[3], f;
     ISA(vd) d[2];
 #define FSM_TAIL_(NV)                                                            \
-    FN(small_sums)((const char *)tile, ts, k, is_log, NV, t, sum, d, 0);            \
+    FN(small_sums)((const char *)tile, ts, k, is_log, NV, t, sum, d, 0);         \
     f = FN(small_fac)(is_log, sum, d);                                           \
     FN(small_out)((const char *)tile, ts, (char *)tile, ts, k, is_log, NV, t, sum, &f);
     switch (NV) {

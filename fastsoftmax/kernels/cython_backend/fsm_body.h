@@ -748,7 +748,8 @@ FSM_INLINE void FN(small_sums)(const char *x, ptrdiff_t xs, ptrdiff_t k, int is_
            row_exp_sum_log does for rows in cache, and small_fac takes
            log(count + sum) with that addition's rounding error.  (Widening
            every exponential to double and taking the logs in double cost
-           log_softmax 40% over softmax; this, 5-10%.) */
+           log_softmax 40% over softmax; counting every block, 5-10%; the
+           count taken as 1 unless a block needs it, below, 0-5%.) */
         VT n;
         if (counted) {
             VT n4[4] = {{0}};

@@ -599,6 +599,65 @@ def test_short_rows_every_lane_of_the_row_blocks(dtype, k):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [2, 3, 5, 16, 17, 40, 63])
+def test_short_rows_same_bits_whatever_the_block_holds(dtype, k):
+    """A short row's result does not depend on the other rows of its
+    block: float32 log_softmax sums a block in a fast way unless some row
+    has a tie to its max, a non-finite max or a NaN, and then sums it
+    again with counts, which must give the other rows the same bits.  The
+    rows (a near tie among them: an element whose exponential rounds to 1
+    but is not the max) alone, in clean blocks, and in blocks with every
+    kind of row that takes the slow way; and SciPy's exact 0 at a dominant
+    max (log_softmax of [30, -9, -200...]: 1 + e^-39 is 1 in float64)."""
+    if k >= _small_k(dtype):
+        pytest.skip("one row at a time in this dtype")
+    lanes = nb_softmax.SMALL_LANES_F32 if dtype == np.float32 else nb_softmax.SMALL_LANES_F64
+    rng = np.random.default_rng(k + 100)
+    clean = (rng.normal(size=(lanes, k)) * 4).astype(dtype)
+    j = rng.integers(0, k)
+    clean[1] = clean[1] * np.asarray(1e-9, dtype)   # every exponential rounds to 1
+    clean[2, :] = -30.0
+    clean[2, j] = 30.0                                                     # a dominant max
+    for r in range(3, lanes):   # one near tie: its exponential rounds to 1 (x - max = -1.5e-8
+        if k > 1:               # in float32, -2.8e-17 in float64)
+            clean[r] = np.minimum(clean[r], 0.1)
+            clean[r, j], clean[r, (j + r) % k] = 0.2, np.nextafter(dtype(0.2), dtype(0.0))
+    odd_rows = []
+    for kind in ("tie", "inf", "nan", "-nan", "-inf row", "-0 max"):
+        r = (rng.normal(size=k) * 4).astype(dtype)
+        if kind == "tie" and k > 1:
+            r[j] = r[(j + 1) % k] = r.max() + 1
+        elif kind == "inf":
+            r[j] = np.inf
+        elif kind in ("nan", "-nan"):
+            r[j] = np.nan if kind == "nan" else -np.nan
+        elif kind == "-inf row":
+            r[:] = -np.inf
+        elif kind == "-0 max":
+            r[:] = -1.0
+            r[j] = -0.0
+        odd_rows.append(r)
+    for log in (False, True):
+        f = fastsoftmax.log_softmax if log else fastsoftmax.softmax
+        together = f(clean, axis=-1, backend="numba")
+        for i in range(lanes):
+            np.testing.assert_array_equal(f(clean[i:i + 1], axis=-1, backend="numba")[0], together[i])
+        for odd in odd_rows:
+            for at in (0, lanes // 2, lanes - 1):
+                x = clean.copy()
+                x[at] = odd
+                got = f(x, axis=-1, backend="numba")
+                keep = np.arange(lanes) != at
+                np.testing.assert_array_equal(got[keep], together[keep])
+                np.testing.assert_array_equal(np.isnan(got[at]), np.isnan(_scipy(x[at:at + 1], -1, log)[0]))
+        if log:
+            row = np.array([[30.0, -9.0] + [-200.0] * (k - 2)])
+            got = f(row.astype(dtype), axis=-1, backend="numba")
+            np.testing.assert_array_equal(got, _scipy(row, -1, True).astype(dtype))
+            assert got[0, 0] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_short_rows_same_bits_with_either_store_code(monkeypatch, dtype):
     """The short-row blocks turn their tiles around by whole 64-byte tiles
     with masked stores where the host has AVX-512, by 32-byte subtiles with

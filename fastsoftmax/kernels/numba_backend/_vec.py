@@ -28,6 +28,7 @@ from ._runtime import element_pointer
 __all__ = ["exp_by_vectors", "vload", "vload_part", "vstore", "vzero", "vsplat", "vgt", "vsub", "vmul",
            "vadd", "vwiden", "vrecip", "vec_exp", "vec_exp_np", "vfinite_or_zero", "vcount_not_finite",
            "vadd_ne1", "vhead", "vhsum", "vhmax", "vcount_eq", "vsh", "vpick_gt", "vrest1", "vis1",
+           "vadd_neg", "vbits_nonneg", "vadd_not_pos0", "vcount_pos0", "vwide_add",
            "by_halves", "masked_mem", "maxnum"]
 
 _BYTES = 64
@@ -486,6 +487,91 @@ def vpick_gt(typingctx, a, b, x, y):
         return builder.select(builder.fcmp_ordered(">", args[0], args[1]), args[2], args[3])
 
     return a(a, b, x, y), codegen
+
+
+def _ibits(builder, x):
+    """Float vector ``x``'s bits as integers of its width."""
+    width = 32 if isinstance(x.type.element, ir.FloatType) else 64
+    return builder.bitcast(x, ir.VectorType(ir.IntType(width), x.type.count))
+
+
+def _sign_set(builder, x):
+    """Lanes of ``x`` with the sign bit set (an integer test: -0 and NaNs included)."""
+    b = _ibits(builder, x)
+    return builder.icmp_signed("<", b, ir.Constant(b.type, None))
+
+
+def _is_pos0(builder, x):
+    """Lanes of ``x`` that are +0 (every bit clear)."""
+    b = _ibits(builder, x)
+    return builder.icmp_signed("==", b, ir.Constant(b.type, None))
+
+
+def _masked_add(doc, keep):
+    """An intrinsic ``f(acc, v, d)``: ``acc + v`` in the lanes where
+    ``keep(builder, d)``, ``acc`` elsewhere (a masked add)."""
+    def impl(typingctx, acc, v, d):
+        if not (isinstance(acc, Vec) and acc == v == d):
+            return None
+
+        def codegen(context, builder, signature, args):
+            a, x, dd = args
+            return builder.select(keep(builder, dd), builder.fadd(a, x), a)
+
+        return acc(acc, v, d), codegen
+
+    impl.__doc__ = doc
+    return intrinsic(impl)
+
+
+vadd_neg = _masked_add("``acc + v`` where ``d``'s sign bit is set (``d < 0``, -0, a NaN with the sign "
+                       "set), ``acc`` elsewhere.", _sign_set)
+vadd_not_pos0 = _masked_add("``acc + v`` where ``d`` is not +0 (NaN included), ``acc`` where it is.",
+                            lambda b, d: b.not_(_is_pos0(b, d)))
+
+
+@intrinsic
+def vcount_pos0(typingctx, n, d):
+    """``n + 1`` where ``d`` is +0, ``n`` elsewhere, lane by lane."""
+    if not (isinstance(n, Vec) and n == d):
+        return None
+
+    def codegen(context, builder, signature, args):
+        n_, dd = args
+        return builder.select(_is_pos0(builder, dd), builder.fadd(n_, _ones(n_)), n_)
+
+    return n(n, d), codegen
+
+
+@intrinsic
+def vbits_nonneg(typingctx, d):
+    """The lanes of ``d`` whose sign bit is clear, as the bits of an integer
+    (bit ``l``: lane ``l``; +0, positive values and NaNs with the sign clear)."""
+    if not isinstance(d, Vec):
+        return None
+
+    def codegen(context, builder, signature, args):
+        clear = builder.not_(_sign_set(builder, args[0]))
+        bits = builder.bitcast(clear, ir.IntType(d.count))
+        return builder.zext(bits, context.get_value_type(types.intp))
+
+    return types.intp(d), codegen
+
+
+@intrinsic
+def vwide_add(typingctx, a, b):
+    """``a + b`` added in float64 (each lane widened first, exactly)."""
+    if not (isinstance(a, Vec) and a == b):
+        return None
+    wide = Vec(types.float64, a.count)
+
+    def codegen(context, builder, signature, args):
+        x, y = args
+        if a.dtype != types.float64:
+            x, y = builder.fpext(x, _vty(wide)), builder.fpext(y, _vty(wide))
+        return builder.fadd(x, y)
+
+    return wide(a, b), codegen
 
 
 vec_exp_np = _lanewise(_exp_np_ir, "``fexp_np`` of every lane (arguments <= 0, -inf or NaN).")

@@ -32,13 +32,13 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
-from ._exp import fexp, fexp_np, fmax, like, log64_ge1
-from ._vec import (Vec, _splat, by_halves, masked_mem, vadd, vadd_ne1, vcount_eq,
-                   vcount_not_finite, vec_exp, vec_exp_np, vfinite_or_zero, vgt, vhead, vhmax, vhsum,
-                   vis1, vload, vload_part, vmul, vpick_gt, vrecip, vrest1, vsh, vsplat, vstore,
-                   vstore_nt, vsub, vwiden, vzero)
+from ._exp import _always_inline, fexp, fexp_np, fmax, like, log64_ge1
+from ._vec import (Vec, _splat, by_halves, masked_mem, vadd, vadd_ne1, vadd_neg, vadd_not_pos0,
+                   vbits_nonneg, vcount_eq, vcount_not_finite, vcount_pos0, vec_exp, vec_exp_np,
+                   vfinite_or_zero, vgt, vhead, vhmax, vhsum, vis1, vload, vload_part, vmul, vpick_gt,
+                   vrecip, vrest1, vsh, vsplat, vstore, vstore_nt, vsub, vwiden, vwide_add, vzero)
 from ._runtime import (LazyKernel, arr, check_layer, element_pointer, flat, keep_alive, parallel_lock,
                        prefetch_intrinsic, stack_array, use_threads, view)
 
@@ -1456,13 +1456,9 @@ def _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log):
                 _prefetch_rows(xf, xo, xs, g0 + b + _SMALL_AHEAD * lanes, lanes, r1, k)
                 _transpose(xf, xo + (g0 + b) * xs, xs, nb, k, tx, 0, lanes, True, None)
                 m = _tile_max(tx, k, lanes)
-                # a +inf or NaN max shifts by 0, and then needs the general exp
+                # a +inf or NaN max shifts by 0
                 sh = vfinite_or_zero(m)
-                if vcount_not_finite(m, nb) == 0:
-                    acc = _tile_exp_sum(tx, tx, sh, k, lanes, False, False)
-                else:
-                    acc = _tile_exp_sum(tx, tx, sh, k, lanes, False, True)
-                vstore(s, b, acc)
+                vstore(s, b, _tile_log_sums(tx, sh, k, lanes, nb, vcount_not_finite(m, nb) == 0))
                 vstore(shs, b, sh)
             _log_sums(s, te, ng)
             for r in range(ng):
@@ -1531,6 +1527,104 @@ def _tile_exp_sum(tx, te, sh, k, lanes, store, general):
             vstore(te, j * lanes, e)
         acc = vadd(acc, vwiden(e))
     return acc
+
+
+@njit(**_INLINE)
+def _tile_sum_part(acc, n, bits, d, counted, general):
+    """One column of ``_tile_sums32``: ``d`` the column's ``x - shift``."""
+    e = vec_exp(d) if general else vec_exp_np(d)
+    if counted:
+        return vadd_not_pos0(acc, e, d), vcount_pos0(n, d), bits
+    return vadd_neg(acc, e, d), n, bits + vbits_nonneg(d)
+
+
+@njit(**_INLINE)
+def _tile_sums32(tx, sh, k, lanes, counted, general):
+    """float32 log_softmax's sums of a block turned around (rows of
+    ``k``), in float32, the exponentials of ``x - sh`` in four chains
+    (column ``j`` in chain ``j % 4``, the chains added as ``(c0 + c1) + (c2
+    + c3)``), those equal to 1 that come from the max left out.
+
+    Not ``counted``: the elements with ``x - sh`` of sign bit clear are
+    left out (where the max is finite, the max's own element, +0), and
+    returned as an integer, the sum of their lane bits over the columns.
+    ``counted``: the elements with ``x - sh`` = +0 are left out and counted
+    (float32 lanes); the same sums where a row has one such element and
+    no other of sign bit clear.  ``general``: ``vec_exp``, else
+    ``vec_exp_np`` (every ``x - sh`` <= 0)."""
+    z = vzero(sh, False)
+    c0, c1, c2, c3, n, bits = z, z, z, z, z, 0
+    for j in range(0, k - 3, 4):
+        c0, n, bits = _tile_sum_part(c0, n, bits, vsub(vload(tx, j * lanes), sh), counted, general)
+        c1, n, bits = _tile_sum_part(c1, n, bits, vsub(vload(tx, (j + 1) * lanes), sh), counted, general)
+        c2, n, bits = _tile_sum_part(c2, n, bits, vsub(vload(tx, (j + 2) * lanes), sh), counted, general)
+        c3, n, bits = _tile_sum_part(c3, n, bits, vsub(vload(tx, (j + 3) * lanes), sh), counted, general)
+    j = k - k % 4
+    if j < k:
+        c0, n, bits = _tile_sum_part(c0, n, bits, vsub(vload(tx, j * lanes), sh), counted, general)
+    if j + 1 < k:
+        c1, n, bits = _tile_sum_part(c1, n, bits, vsub(vload(tx, (j + 1) * lanes), sh), counted, general)
+    if j + 2 < k:
+        c2, n, bits = _tile_sum_part(c2, n, bits, vsub(vload(tx, (j + 2) * lanes), sh), counted, general)
+    return vadd(vadd(c0, c1), vadd(c2, c3)), n, bits
+
+
+def _tile_log_sums(tx, sh, k, lanes, nb, finite):
+    """log_softmax's sums of exponentials of ``x - sh`` of a block turned
+    around (``_small_rows``'s ``tx``, rows of ``k``, ``nb`` of its
+    ``lanes`` rows real, the others zeros), in float64 lanes; ``finite``:
+    every real row's max is finite (``sh`` is then the max).  Chosen by
+    type when a kernel compiles (Numba only): float64 ``_tile_exp_sum``,
+    float32 ``_tile_log_sums32``, so that neither kernel compiles the
+    other's code."""
+    raise NotImplementedError("_tile_log_sums is only callable from Numba-compiled code")
+
+
+@overload(_tile_log_sums, jit_options={"cache": True})
+def _tile_log_sums_impl(tx, sh, k, lanes, nb, finite):
+    if tx.dtype == types.float32:
+        def impl32(tx, sh, k, lanes, nb, finite):
+            _always_inline()
+            return _tile_log_sums32(tx, sh, k, lanes, nb, finite)
+        return impl32
+
+    def impl64(tx, sh, k, lanes, nb, finite):
+        _always_inline()
+        # a +inf or NaN max needs the general exp (x - 0 may be > 0)
+        if finite:
+            return _tile_exp_sum(tx, tx, sh, k, lanes, False, False)
+        return _tile_exp_sum(tx, tx, sh, k, lanes, False, True)
+    return impl64
+
+
+@njit(**_INLINE)
+def _tile_log_sums32(tx, sh, k, lanes, nb, finite):
+    """float32 log_softmax's sums of exponentials of a block turned around
+    (rows of ``k``, ``nb`` of its ``lanes`` rows real, the others zeros),
+    ``n + s`` in float64 lanes: ``n`` the count of exponentials equal to
+    1 that come from the max (``x - shift`` = +0), ``s`` the others' sum
+    in float32 (``_tile_sums32``).  Where every max is finite, each row has
+    at least one element with ``x - max`` of sign bit clear (its max's):
+    the bits of those added as integers are then ``(1 << nb) - 1`` (plus
+    ``k`` times each zero row's bit) only where each real row has exactly
+    one, and ``n`` is 1.  Otherwise (a tie to the max, a non-finite max,
+    a NaN with its sign bit clear) the block is summed again with the
+    counts; its rows with one such element get the same bits.
+
+    log(n + s) keeps its last bits where it is near 0 (a dominant max: ``s``
+    tiny), as the float64 sum of every exponential did, and ``n + s`` is
+    rounded in float64 as SciPy's sum would be (log_softmax of [30, -9] is
+    0 at 30, not -1.2e-17).  float32 sums instead of every exponential
+    widened to float64: two vector operations a column instead of five.
+    """
+    if finite:
+        s, n, bits = _tile_sums32(tx, sh, k, lanes, False, False)
+        if bits == (1 << nb) - 1 + k * ((1 << lanes) - (1 << nb)):
+            return vwide_add(vsplat(tx, like(1.0, tx[0])), s)
+        s, n, bits = _tile_sums32(tx, sh, k, lanes, True, False)
+    else:
+        s, n, bits = _tile_sums32(tx, sh, k, lanes, True, True)
+    return vwide_add(n, s)
 
 
 @njit(**_INLINE)

@@ -28,7 +28,7 @@ from ._runtime import element_pointer
 __all__ = ["exp_by_vectors", "vload", "vload_part", "vstore", "vzero", "vsplat", "vgt", "vsub", "vmul",
            "vadd", "vwiden", "vrecip", "vec_exp", "vec_exp_np", "vfinite_or_zero", "vcount_not_finite",
            "vadd_ne1", "vhead", "vhsum", "vhmax", "vcount_eq", "vsh", "vpick_gt", "vrest1", "vis1",
-           "vadd_neg", "vbits_nonneg", "vadd_not_pos0", "vcount_pos0", "vwide_add",
+           "vadd_neg", "vbits_nonneg", "vadd_not_pos0", "vcount_pos0",
            "by_halves", "masked_mem", "maxnum"]
 
 _BYTES = 64
@@ -556,22 +556,6 @@ def vbits_nonneg(typingctx, d):
         return builder.zext(bits, context.get_value_type(types.intp))
 
     return types.intp(d), codegen
-
-
-@intrinsic
-def vwide_add(typingctx, a, b):
-    """``a + b`` added in float64 (each lane widened first, exactly)."""
-    if not (isinstance(a, Vec) and a == b):
-        return None
-    wide = Vec(types.float64, a.count)
-
-    def codegen(context, builder, signature, args):
-        x, y = args
-        if a.dtype != types.float64:
-            x, y = builder.fpext(x, _vty(wide)), builder.fpext(y, _vty(wide))
-        return builder.fadd(x, y)
-
-    return wide(a, b), codegen
 
 
 vec_exp_np = _lanewise(_exp_np_ir, "``fexp_np`` of every lane (arguments <= 0, -inf or NaN).")

@@ -38,7 +38,7 @@ from ._exp import _always_inline, fexp, fexp_np, fmax, like, log64_ge1
 from ._vec import (Vec, _splat, by_halves, masked_mem, vadd, vadd_ne1, vadd_neg, vadd_not_pos0,
                    vbits_nonneg, vcount_eq, vcount_not_finite, vcount_pos0, vec_exp, vec_exp_np,
                    vfinite_or_zero, vgt, vhead, vhmax, vhsum, vis1, vload, vload_part, vmul, vpick_gt,
-                   vrecip, vrest1, vsh, vsplat, vstore, vstore_nt, vsub, vwiden, vwide_add, vzero)
+                   vrecip, vrest1, vsh, vsplat, vstore, vstore_nt, vsub, vwiden, vzero)
 from ._runtime import (LazyKernel, arr, check_layer, element_pointer, flat, keep_alive, parallel_lock,
                        prefetch_intrinsic, stack_array, use_threads, view)
 
@@ -1530,8 +1530,9 @@ def _tile_exp_sum(tx, te, sh, k, lanes, store, general):
 
 
 @njit(**_INLINE)
-def _tile_sum_part(acc, n, bits, d, counted, general):
-    """One column of ``_tile_sums32``: ``d`` the column's ``x - shift``."""
+def _tile_sum_part(acc, n, bits, tx, j, lanes, sh, counted, general):
+    """Column ``j`` of ``_tile_sums32``."""
+    d = vsub(vload(tx, j * lanes), sh)
     e = vec_exp(d) if general else vec_exp_np(d)
     if counted:
         return vadd_not_pos0(acc, e, d), vcount_pos0(n, d), bits
@@ -1555,17 +1556,17 @@ def _tile_sums32(tx, sh, k, lanes, counted, general):
     z = vzero(sh, False)
     c0, c1, c2, c3, n, bits = z, z, z, z, z, 0
     for j in range(0, k - 3, 4):
-        c0, n, bits = _tile_sum_part(c0, n, bits, vsub(vload(tx, j * lanes), sh), counted, general)
-        c1, n, bits = _tile_sum_part(c1, n, bits, vsub(vload(tx, (j + 1) * lanes), sh), counted, general)
-        c2, n, bits = _tile_sum_part(c2, n, bits, vsub(vload(tx, (j + 2) * lanes), sh), counted, general)
-        c3, n, bits = _tile_sum_part(c3, n, bits, vsub(vload(tx, (j + 3) * lanes), sh), counted, general)
+        c0, n, bits = _tile_sum_part(c0, n, bits, tx, j, lanes, sh, counted, general)
+        c1, n, bits = _tile_sum_part(c1, n, bits, tx, j + 1, lanes, sh, counted, general)
+        c2, n, bits = _tile_sum_part(c2, n, bits, tx, j + 2, lanes, sh, counted, general)
+        c3, n, bits = _tile_sum_part(c3, n, bits, tx, j + 3, lanes, sh, counted, general)
     j = k - k % 4
     if j < k:
-        c0, n, bits = _tile_sum_part(c0, n, bits, vsub(vload(tx, j * lanes), sh), counted, general)
+        c0, n, bits = _tile_sum_part(c0, n, bits, tx, j, lanes, sh, counted, general)
     if j + 1 < k:
-        c1, n, bits = _tile_sum_part(c1, n, bits, vsub(vload(tx, (j + 1) * lanes), sh), counted, general)
+        c1, n, bits = _tile_sum_part(c1, n, bits, tx, j + 1, lanes, sh, counted, general)
     if j + 2 < k:
-        c2, n, bits = _tile_sum_part(c2, n, bits, vsub(vload(tx, (j + 2) * lanes), sh), counted, general)
+        c2, n, bits = _tile_sum_part(c2, n, bits, tx, j + 2, lanes, sh, counted, general)
     return vadd(vadd(c0, c1), vadd(c2, c3)), n, bits
 
 
@@ -1620,11 +1621,11 @@ def _tile_log_sums32(tx, sh, k, lanes, nb, finite):
     if finite:
         s, n, bits = _tile_sums32(tx, sh, k, lanes, False, False)
         if bits == (1 << nb) - 1 + k * ((1 << lanes) - (1 << nb)):
-            return vwide_add(vsplat(tx, like(1.0, tx[0])), s)
+            return vadd(vwiden(vsplat(tx, like(1.0, tx[0]))), vwiden(s))
         s, n, bits = _tile_sums32(tx, sh, k, lanes, True, False)
     else:
         s, n, bits = _tile_sums32(tx, sh, k, lanes, True, True)
-    return vwide_add(n, s)
+    return vadd(vwiden(n), vwiden(s))
 
 
 @njit(**_INLINE)

@@ -10,7 +10,8 @@ backends are redirected to its own kernels), this checkout's as
 ``fastsoftmax`` (Numba caches each by its source path: they do not clash).
 Prints whether both give the same bits, then the medians of the
 rounds' times over ``np.copyto``'s, for softmax and log_softmax of
-``standard_normal((N, K)) * 3``.  Both versions run in the same process,
+``standard_normal((N, K)) * 3``; ``INPLACE=1``: in place (``out=x``, each
+version on its own copy of the array, timed on what earlier calls left).  Both versions run in the same process,
 alternating in each round, so that a shared host's noise falls on both.
 """
 import atexit
@@ -39,10 +40,14 @@ def main(argv):
         m.set_num_threads(threads)
     x = (np.random.default_rng(0).standard_normal((n, k)) * 3).astype(dt)
     oa, ob, cp = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+    inplace = bool(os.environ.get("INPLACE"))
     same = []
     for f in ("softmax", "log_softmax"):
-        getattr(A, f)(x, axis=axis, out=oa, backend=backend)
-        getattr(B, f)(x, axis=axis, out=ob, backend=backend)
+        if inplace:
+            oa[...] = x
+            ob[...] = x
+        getattr(A, f)(oa if inplace else x, axis=axis, out=oa, backend=backend)
+        getattr(B, f)(ob if inplace else x, axis=axis, out=ob, backend=backend)
         same.append(bool(np.array_equal(oa, ob, equal_nan=True)))
     times = {key: [] for key in ("copy", "A sm", "B sm", "A log", "B log")}
     for i in range(rounds):
@@ -52,10 +57,10 @@ def main(argv):
         for lab, m, o in (("A", A, oa), ("B", B, ob)) if i % 2 else (("B", B, ob), ("A", A, oa)):
             for f, key in (("softmax", " sm"), ("log_softmax", " log")):
                 t0 = time.perf_counter()
-                getattr(m, f)(x, axis=axis, out=o, backend=backend)
+                getattr(m, f)(o if inplace else x, axis=axis, out=o, backend=backend)
                 times[lab + key].append(time.perf_counter() - t0)
     c = np.median(times["copy"])
-    print(f"{backend} T{threads} ({n},{k}) axis {axis} {dt}: same bits (softmax, log) {same}; "
+    print(f"{backend} T{threads} ({n},{k}) axis {axis} {dt}{' in place' if inplace else ''}: same bits (softmax, log) {same}; "
           f"copy {c * 1e3:.3f} ms; A = this checkout, B = {other}; time / copy: "
           + "  ".join(f"{key} {np.median(v) / c:.3f}" for key, v in times.items() if key != "copy"))
 

@@ -1649,13 +1649,29 @@ def _nt(n, k, buf):
 @njit(fastmath=_FM, cache=True)
 def _rows_range(xf, xo, xs, of, oo, os, r0, r1, k, log, nt):
     """Rows ``r0:r1`` (of ``k`` elements at ``xf[xo + row * xs]``, written
-    to ``of[oo + row * os]``), one thread: every rows kernel's body.
-    Compiled on its own, once per array types, and inlined by LLVM
-    (``_always_inline``): inlined by Numba, each of the six rows kernels
-    deep-copied its IR (Numba copies a callee block by block, each with the
-    callee's whole scope), 18 of a kernel's 38 s to compile (float64,
+    to ``of[oo + row * os]``), one thread: the body of the rows kernels
+    whose out is not x.  Compiled on its own, once per dtype, and inlined
+    by LLVM (``_always_inline``): inlined by Numba, each rows kernel
+    deep-copied its IR (Numba copies a callee block by block, each with
+    the callee's whole scope), 18 of a kernel's 38 s to compile (float64,
     cold cache, Intel Xeon)."""
     _always_inline()
+    _rows_body(xf, xo, xs, of, oo, os, r0, r1, k, log, nt)
+
+
+@njit(fastmath=_FM, cache=True)
+def _rows_range_ip(bf, bo, bs, r0, r1, k, log, nt):
+    """``_rows_range`` in place, the array passed once: LLVM, which compiles
+    this on its own, then knows that every row's source is its
+    destination; given two arrays, its loops test them for overlap and
+    take their scalar code where they do (float32 (1024, 1000) in place,
+    2 threads: softmax 5.1 against 0.86 x copy)."""
+    _always_inline()
+    _rows_body(bf, bo, bs, bf, bo, bs, r0, r1, k, log, nt)
+
+
+@njit(**_INLINE)
+def _rows_body(xf, xo, xs, of, oo, os, r0, r1, k, log, nt):
     _wide_vectors()
     if k < _small_k(xf):
         _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log)
@@ -1702,7 +1718,8 @@ def _groups(n):
 
 
 def _rows_serial(xf, xo, xs, of, oo, os, n, k, log):
-    _rows_range(xf, xo, xs, of, oo, os, 0, n, k, log, _nt(n, k, of))
+    z = n - n  # 0 typed int64, not Literal[int](0): one _rows_range for every rows kernel
+    _rows_range(xf, xo, xs, of, oo, os, z, n, k, log, _nt(n, k, of))
 
 
 def _rows_serial_c(x, out, log, max_size):
@@ -1727,13 +1744,15 @@ def _rows_serial_c(x, out, log, max_size):
     oa = out.ctypes.data
     if xa % item != 0 or oa % item != 0 or (xa < oa + n * k * item and oa < xa + n * k * item):
         return 1
-    _rows_range(view(x, 0, n * k), 0, k, view(out, 0, n * k), 0, k, 0, n, k, log, _nt(n, k, out))
+    z = n - n  # (as _rows_serial)
+    _rows_range(view(x, 0, n * k), z, k, view(out, 0, n * k), z, k, z, n, k, log, _nt(n, k, out))
     return 0
 
 
 def _rows_serial_c_inplace(buf, log):
     n, k = buf.shape
-    _rows_range(view(buf, 0, n * k), 0, k, view(buf, 0, n * k), 0, k, 0, n, k, log, _nt(n, k, buf))
+    z = n - n  # (as _rows_serial)
+    _rows_range_ip(view(buf, 0, n * k), z, k, z, n, k, log, _nt(n, k, buf))
 
 
 def _rows_parallel(xf, xo, xs, of, oo, os, n, k, log):
@@ -1743,13 +1762,14 @@ def _rows_parallel(xf, xo, xs, of, oo, os, n, k, log):
 
 
 def _rows_serial_inplace(bf, bo, bs, n, k, log):
-    _rows_range(bf, bo, bs, bf, bo, bs, 0, n, k, log, _nt(n, k, bf))
+    z = n - n  # (as _rows_serial)
+    _rows_range_ip(bf, bo, bs, z, n, k, log, _nt(n, k, bf))
 
 
 def _rows_parallel_inplace(bf, bo, bs, n, k, log):
     groups = _groups(n)
     for g in prange(groups):
-        _rows_range(bf, bo, bs, bf, bo, bs, g * n // groups, (g + 1) * n // groups, k, log, _nt(n, k, bf))
+        _rows_range_ip(bf, bo, bs, g * n // groups, (g + 1) * n // groups, k, log, _nt(n, k, bf))
 
 
 def _long_rows(xf, xo, xs, of, oo, os, n, k, log, mpart, spart, nt):
@@ -2371,17 +2391,34 @@ def _col4_vectors(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, log, nt, ahead):
 @njit(fastmath=_FM, cache=True)
 def _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, start, n, op, nt, ahead):
     """Columns ``[start, start + n)`` of the four rows, ``op`` ``_LOG_COLS``
-    or ``_EXP_COLS`` (views from there, indexed from 0: a loop from
-    ``start`` would wrap negative indices, and LLVM would gather).
+    or ``_EXP_COLS`` (``_col_write4_span``).
 
     Compiled on its own and inlined by LLVM (``_always_inline``), not by
     Numba: ``_col_write4`` inlines it in 18 places, and Numba's inlining
     deep-copies a function's IR at every place (block by block, each copy
-    taking the function's whole scope along), which took most of the column
+    taking the function's whole scope), which took most of the column
     kernel's compile.  First call of the column kernel with a cold cache,
     float64: 95 -> 60 s (Intel Xeon); the same bits, the same speed."""
     _always_inline()
     _wide_vectors()
+    _col_write4_span(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, start, n, op, nt, ahead)
+
+
+@njit(fastmath=_FM, cache=True)
+def _col_write4_loop_ip(d0, d1, d2, d3, shv, scv, start, n, op, nt, ahead):
+    """``_col_write4_loop`` in place, each row passed once (as
+    ``_rows_range_ip``: LLVM then needs no overlap test of source and
+    destination, which would send its loops to scalar code)."""
+    _always_inline()
+    _wide_vectors()
+    _col_write4_span(d0, d1, d2, d3, d0, d1, d2, d3, shv, scv, start, n, op, nt, ahead)
+
+
+@njit(**_INLINE)
+def _col_write4_span(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, start, n, op, nt, ahead):
+    """``_col_write4_loop``'s body (views from ``start``, indexed from 0: a
+    loop from ``start`` would wrap negative indices, and LLVM would
+    gather)."""
     x0 = view(x0, start, n)
     x1 = view(x1, start, n)
     x2 = view(x2, start, n)
@@ -2403,22 +2440,32 @@ def _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, start, n, op, nt,
 
 
 @njit(**_INLINE)
-def _col_write4_parts(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, op, ahead):
-    w = d0.shape[0]
-    _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, 0, head, op, False, ahead)
-    _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, op, True, ahead)
-    _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head + n, w - head - n, op, False, ahead)
+def _col_write4_go(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, start, n, op, nt, ahead, inplace):
+    """``_col_write4_loop``, or ``_ip`` where ``inplace`` (``x0`` is ``d0``...)."""
+    if inplace:
+        _col_write4_loop_ip(d0, d1, d2, d3, shv, scv, start, n, op, nt, ahead)
+    else:
+        _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, start, n, op, nt, ahead)
 
 
 @njit(**_INLINE)
-def _col_write4_rows(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, log, ahead):
+def _col_write4_parts(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, op, ahead, inplace):
+    w = d0.shape[0]
+    _col_write4_go(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, 0, head, op, False, ahead, inplace)
+    _col_write4_go(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, op, True, ahead, inplace)
+    _col_write4_go(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head + n, w - head - n, op, False, ahead,
+                   inplace)
+
+
+@njit(**_INLINE)
+def _col_write4_rows(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, log, ahead, inplace):
     """The four rows' columns ``[head, head + n)`` with streaming stores
     (``_nt_span`` of ``d0``, the same for the other three), the rest with
-    plain stores."""
+    plain stores; ``inplace``: ``x0`` is ``d0``... (``_col_write4_go``)."""
     if log:
-        _col_write4_parts(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, _LOG_COLS, ahead)
+        _col_write4_parts(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, _LOG_COLS, ahead, inplace)
     else:
-        _col_write4_parts(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, _EXP_COLS, ahead)
+        _col_write4_parts(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, head, n, _EXP_COLS, ahead, inplace)
 
 
 @njit(fastmath=_FM, cache=True)
@@ -2459,7 +2506,7 @@ def _col_write4(xf, xg, xs1, of, og, os1, w, shift, scale, log, nt, tmp, inplace
         d1 = view(tmp, w, w)
         d2 = view(tmp, 2 * w, w)
         d3 = view(tmp, 3 * w, w)
-        _col_write4_rows(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, 0, 0, log, ahead)
+        _col_write4_rows(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, 0, 0, log, ahead, False)
         one = like(1.0, scv[0])  # x * 1 is x exactly (-0, +-inf and NaN too)
         _map(d0, d0, d0, o0, one, one, _MUL, True)
         _map(d1, d1, d1, o1, one, one, _MUL, True)
@@ -2468,9 +2515,9 @@ def _col_write4(xf, xg, xs1, of, og, os1, w, shift, scale, log, nt, tmp, inplace
         return
     head, n = _nt_span(o0) if nt else (0, 0)
     if inplace:
-        _col_write4_rows(o0, o1, o2, o3, o0, o1, o2, o3, shv, scv, head, n, log, ahead)
+        _col_write4_rows(o0, o1, o2, o3, o0, o1, o2, o3, shv, scv, head, n, log, ahead, True)
     else:
-        _col_write4_rows(x0, x1, x2, x3, o0, o1, o2, o3, shv, scv, head, n, log, ahead)
+        _col_write4_rows(x0, x1, x2, x3, o0, o1, o2, o3, shv, scv, head, n, log, ahead, False)
 
 
 @njit(**_INLINE)

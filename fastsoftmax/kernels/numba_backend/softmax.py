@@ -1649,29 +1649,13 @@ def _nt(n, k, buf):
 @njit(fastmath=_FM, cache=True)
 def _rows_range(xf, xo, xs, of, oo, os, r0, r1, k, log, nt):
     """Rows ``r0:r1`` (of ``k`` elements at ``xf[xo + row * xs]``, written
-    to ``of[oo + row * os]``), one thread: the body of the rows kernels
-    whose out is not x.  Compiled on its own, once per dtype, and inlined
-    by LLVM (``_always_inline``): inlined by Numba, each rows kernel
+    to ``of[oo + row * os]``), one thread: the body of the serial rows
+    kernels whose out is not x.  Compiled on its own, once per dtype, and
+    inlined by LLVM (``_always_inline``): inlined by Numba, each kernel
     deep-copied its IR (Numba copies a callee block by block, each with
     the callee's whole scope), 18 of a kernel's 38 s to compile (float64,
-    cold cache, Intel Xeon)."""
+    cold cache, Intel Xeon; 25 s now)."""
     _always_inline()
-    _rows_body(xf, xo, xs, of, oo, os, r0, r1, k, log, nt)
-
-
-@njit(fastmath=_FM, cache=True)
-def _rows_range_ip(bf, bo, bs, r0, r1, k, log, nt):
-    """``_rows_range`` in place, the array passed once: LLVM, which compiles
-    this on its own, then knows that every row's source is its
-    destination; given two arrays, its loops test them for overlap and
-    take their scalar code where they do (float32 (1024, 1000) in place,
-    2 threads: softmax 5.1 against 0.86 x copy)."""
-    _always_inline()
-    _rows_body(bf, bo, bs, bf, bo, bs, r0, r1, k, log, nt)
-
-
-@njit(**_INLINE)
-def _rows_body(xf, xo, xs, of, oo, os, r0, r1, k, log, nt):
     _wide_vectors()
     if k < _small_k(xf):
         _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log)
@@ -1712,13 +1696,27 @@ def _rows_body(xf, xo, xs, of, oo, os, r0, r1, k, log, nt):
                 _row(view(xf, xo + i * xs, k), view(of, oo + i * os, k), log, scratch)
 
 
+#: ``_rows_range``'s body, inlined by Numba (``_rows_range_ip``, the parallel kernels)
+_rows_body = njit(**_INLINE)(_rows_range.py_func)
+
+
+@njit(fastmath=_FM, cache=True)
+def _rows_range_ip(bf, bo, bs, r0, r1, k, log, nt):
+    """``_rows_range`` in place, the array passed once: LLVM, which compiles
+    this on its own, then knows that every row's source is its
+    destination; given two arrays, its loops test them for overlap and
+    take their scalar code where they do (float32 (1024, 1000) in place,
+    2 threads: softmax 5.1 against 0.86 x copy)."""
+    _rows_body(bf, bo, bs, bf, bo, bs, r0, r1, k, log, nt)
+
+
 @njit(**_INLINE)
 def _groups(n):
     return min(n, 64)
 
 
 def _rows_serial(xf, xo, xs, of, oo, os, n, k, log):
-    z = n - n  # 0 typed int64, not Literal[int](0): one _rows_range for every rows kernel
+    z = n - n  # 0 typed int64, not Literal[int](0): one _rows_range for the serial kernels
     _rows_range(xf, xo, xs, of, oo, os, z, n, k, log, _nt(n, k, of))
 
 
@@ -1756,9 +1754,13 @@ def _rows_serial_c_inplace(buf, log):
 
 
 def _rows_parallel(xf, xo, xs, of, oo, os, n, k, log):
+    """The rows in parallel, ``_rows_range``'s body inlined by Numba: calling
+    ``_rows_range`` (compiled on its own, 73 -> 5.5 s to compile once the
+    serial kernels have compiled it) made float32 (1024, 1000)
+    log_softmax, 2 threads, 5-9% slower (softmax unchanged; not found why)."""
     groups = _groups(n)
     for g in prange(groups):
-        _rows_range(xf, xo, xs, of, oo, os, g * n // groups, (g + 1) * n // groups, k, log, _nt(n, k, of))
+        _rows_body(xf, xo, xs, of, oo, os, g * n // groups, (g + 1) * n // groups, k, log, _nt(n, k, of))
 
 
 def _rows_serial_inplace(bf, bo, bs, n, k, log):
@@ -1769,7 +1771,7 @@ def _rows_serial_inplace(bf, bo, bs, n, k, log):
 def _rows_parallel_inplace(bf, bo, bs, n, k, log):
     groups = _groups(n)
     for g in prange(groups):
-        _rows_range_ip(bf, bo, bs, g * n // groups, (g + 1) * n // groups, k, log, _nt(n, k, bf))
+        _rows_body(bf, bo, bs, bf, bo, bs, g * n // groups, (g + 1) * n // groups, k, log, _nt(n, k, bf))
 
 
 def _long_rows(xf, xo, xs, of, oo, os, n, k, log, mpart, spart, nt):
@@ -2391,7 +2393,8 @@ def _col4_vectors(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, log, nt, ahead):
 @njit(fastmath=_FM, cache=True)
 def _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, start, n, op, nt, ahead):
     """Columns ``[start, start + n)`` of the four rows, ``op`` ``_LOG_COLS``
-    or ``_EXP_COLS`` (``_col_write4_span``).
+    or ``_EXP_COLS`` (views from there, indexed from 0: a loop from
+    ``start`` would wrap negative indices, and LLVM would gather).
 
     Compiled on its own and inlined by LLVM (``_always_inline``), not by
     Numba: ``_col_write4`` inlines it in 18 places, and Numba's inlining
@@ -2401,24 +2404,6 @@ def _col_write4_loop(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, start, n, op, nt,
     float64: 95 -> 60 s (Intel Xeon); the same bits, the same speed."""
     _always_inline()
     _wide_vectors()
-    _col_write4_span(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, start, n, op, nt, ahead)
-
-
-@njit(fastmath=_FM, cache=True)
-def _col_write4_loop_ip(d0, d1, d2, d3, shv, scv, start, n, op, nt, ahead):
-    """``_col_write4_loop`` in place, each row passed once (as
-    ``_rows_range_ip``: LLVM then needs no overlap test of source and
-    destination, which would send its loops to scalar code)."""
-    _always_inline()
-    _wide_vectors()
-    _col_write4_span(d0, d1, d2, d3, d0, d1, d2, d3, shv, scv, start, n, op, nt, ahead)
-
-
-@njit(**_INLINE)
-def _col_write4_span(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, start, n, op, nt, ahead):
-    """``_col_write4_loop``'s body (views from ``start``, indexed from 0: a
-    loop from ``start`` would wrap negative indices, and LLVM would
-    gather)."""
     x0 = view(x0, start, n)
     x1 = view(x1, start, n)
     x2 = view(x2, start, n)
@@ -2437,6 +2422,18 @@ def _col_write4_span(x0, x1, x2, x3, d0, d1, d2, d3, shv, scv, start, n, op, nt,
         _put(d1, c, _op(op, x1[c], sh, f, sh, f), nt)
         _put(d2, c, _op(op, x2[c], sh, f, sh, f), nt)
         _put(d3, c, _op(op, x3[c], sh, f, sh, f), nt)
+
+
+#: ``_col_write4_loop``'s body, inlined by Numba into ``_col_write4_loop_ip``
+_col_write4_span = njit(**_INLINE)(_col_write4_loop.py_func)
+
+
+@njit(fastmath=_FM, cache=True)
+def _col_write4_loop_ip(d0, d1, d2, d3, shv, scv, start, n, op, nt, ahead):
+    """``_col_write4_loop`` in place, each row passed once (as
+    ``_rows_range_ip``: LLVM then needs no overlap test of source and
+    destination, which would send its loops to scalar code)."""
+    _col_write4_span(d0, d1, d2, d3, d0, d1, d2, d3, shv, scv, start, n, op, nt, ahead)
 
 
 @njit(**_INLINE)

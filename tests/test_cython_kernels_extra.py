@@ -216,10 +216,11 @@ def test_short_row_float32_log_softmax_near_zero_as_a_double_sum(isa, k):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k", [1024, 2048, 2500, 4099, 32000, 50257])
 def test_long_rows_same_bits_alone_together_and_pipelined(isa, dtype, k):
-    """Softmax of two or more rows of 2048 elements to sm_pipe_bytes (256
-    KB) in a thread's share goes through a pipeline over rows (row i's
-    exponentials write row i - 1's result as they go, rows_sm_piped); a row
-    alone, shorter rows and rows past 256 KB go row by row.  The bits are
+    """Softmax and log_softmax of two or more rows of 2048 elements to
+    sm_pipe_bytes (256 KB) in a thread's share go through a pipeline over
+    rows (row i's sum writes row i - 1's result as it goes, rows_sm_piped,
+    rows_log_piped); a row alone, shorter rows and rows past 256 KB go row
+    by row (log_softmax's rows of at most 4 KB through rows_log_incache).  The bits are
     the same either way: each row alone, all rows at 1, 2 and 3 threads,
     pipelined or not (sm_pipe_bytes = 0), with and without streaming
     stores, in place, and into rows of ``out`` that are not 64-byte

@@ -202,17 +202,30 @@ FSM_INLINE int FN(np_ok)(T m, T shift) { return shift == m || m == -(T)INFINITY;
    them.  Accumulator j of the blocks takes vector (j + rot) % 4
    of each group of four (rot = 0 but for hp = 2). */
 FSM_INLINE void FN(map_row_)(const T *src, T *dst, ptrdiff_t k, int mode, T a, T b, int nt);
-/* wsrc (when not NULL): the pipeline of rows_sm_piped.  After each block of
-   the sum, wdst = wsrc * wf over the same elements (to the last whole
-   64-byte line of wdst before them; the rest at the end), with streaming
-   stores if wnt: the previous row's writing while this row's exponentials
+/* A row's writing carried along another row's sum (the pipelines of
+   rows_sm_piped and rows_log_piped): dst = src * a (log: 0, MODE_SCALE) or
+   (src - b) - a (log: 1, MODE_LOG) over a row of the sum's length, with
+   streaming stores if nt. */
+typedef struct { const T *src; T *dst; T a, b; int log, nt; } FN(pw);
+/* w (when not NULL): after each block of the sum, w's writing over the same
+   elements (to the last whole 64-byte line of w->dst before them; the rest
+   at the end): the previous row's writing while this row's exponentials
    compute.  It changes no arithmetic of the sum. */
 FSM_INLINE double FN(row_exp_sum_pf_w_)(const T *x, T *dst, ptrdiff_t k, T shift, int write,
                                         int np, int hp, const char *pf, char *pfw, int rot,
-                                        const T *wsrc, T *wdst, T wf, int wnt)
+                                        const FN(pw) *w)
 {
 #define FSM_E(v) (np ? VEXPN(v) : VEXP(v))
+#define FSM_W_(from, len)                                                        \
+    do {                                                                         \
+        if (w->log) FN(map_row_)(w->src + (from), wdst + (from), (len), FSM_MODE_LOG, w->a,   \
+                                 w->b, w->nt);                                   \
+        else FN(map_row_)(w->src + (from), wdst + (from), (len), FSM_MODE_SCALE, w->a, 0,     \
+                          w->nt);                                                \
+    } while (0)
     const ptrdiff_t wl = 64 / (ptrdiff_t)sizeof(T);   /* elements a line */
+    const T *wsrc = w ? w->src : NULL;
+    T *wdst = w ? w->dst : NULL;
     const ptrdiff_t whd = wdst ? (ptrdiff_t)(((64 - (uintptr_t)wdst % 64) % 64) / sizeof(T)) : 0;
     ptrdiff_t wd = 0;   /* wdst[:wd] written */
     if (!FSM_F32) hp = 0;
@@ -254,13 +267,13 @@ FSM_INLINE double FN(row_exp_sum_pf_w_)(const T *x, T *dst, ptrdiff_t k, T shift
         if (wsrc && i >= whd) {
             const ptrdiff_t we = whd + (i - whd) / wl * wl;
             if (we > wd) {
-                FN(map_row_)(wsrc + wd, wdst + wd, we - wd, FSM_MODE_SCALE, wf, 0, wnt);
+                FSM_W_(wd, we - wd);
                 wd = we;
             }
         }
     }
     if (wsrc && wd < k)
-        FN(map_row_)(wsrc + wd, wdst + wd, k - wd, FSM_MODE_SCALE, wf, 0, wnt);
+        FSM_W_(wd, k - wd);
     if (i < k) {
         VT a0 = {0};
         for (; i + W <= k; i += W) {
@@ -285,11 +298,12 @@ FSM_INLINE double FN(row_exp_sum_pf_w_)(const T *x, T *dst, ptrdiff_t k, T shift
     if (hp == 1) return SUMD_TOTAL(h0) + SUMD_TOTAL(h1);
     if (hp == 2) return SUMD_TOTAL(tot) + (double)FN(allsum)(c0)[0];   /* exact count */
     return SUMD_TOTAL(tot);
+#undef FSM_W_
 #undef FSM_E
 }
 FSM_INLINE double FN(row_exp_sum_pf_)(const T *x, T *dst, ptrdiff_t k, T shift, int write,
                                       int np, int hp, const char *pf, char *pfw, int rot)
-{ return FN(row_exp_sum_pf_w_)(x, dst, k, shift, write, np, hp, pf, pfw, rot, NULL, NULL, 0, 0); }
+{ return FN(row_exp_sum_pf_w_)(x, dst, k, shift, write, np, hp, pf, pfw, rot, NULL); }
 FSM_INLINE double FN(row_exp_sum_)(const T *x, T *dst, ptrdiff_t k, T shift, int write,
                                    int np, int hp)
 { return FN(row_exp_sum_pf_)(x, dst, k, shift, write, np, hp, NULL, NULL, 0); }
@@ -305,13 +319,16 @@ static double FN(row_exp_sum_store_hp)(const T *x, T *dst, ptrdiff_t k, T shift,
               : FN(row_exp_sum_)(x, dst, k, shift, 1, 0, 1);
 }
 /* the same, prefetching the row at pf for reading and the one at pfw for
-   writing (either may be NULL) */
+   writing (either may be NULL), carrying w's writing along (may be NULL) */
+static double FN(row_exp_sum_hp_pf_w)(const T *x, ptrdiff_t k, T shift, int np, const char *pf,
+                                      T *pfw, const FN(pw) *w)
+{
+    return np ? FN(row_exp_sum_pf_w_)(x, NULL, k, shift, 0, 1, 1, pf, (char *)pfw, 0, w)
+              : FN(row_exp_sum_pf_w_)(x, NULL, k, shift, 0, 0, 1, pf, (char *)pfw, 0, w);
+}
 static double FN(row_exp_sum_hp_pf)(const T *x, ptrdiff_t k, T shift, int np, const char *pf,
                                     T *pfw)
-{
-    return np ? FN(row_exp_sum_pf_)(x, NULL, k, shift, 0, 1, 1, pf, (char *)pfw, 0)
-              : FN(row_exp_sum_pf_)(x, NULL, k, shift, 0, 0, 1, pf, (char *)pfw, 0);
-}
+{ return FN(row_exp_sum_hp_pf_w)(x, k, shift, np, pf, pfw, NULL); }
 static double FN(row_exp_sum_store_hp_pf)(const T *x, T *dst, ptrdiff_t k, T shift, int np,
                                           const char *pf)
 {
@@ -333,15 +350,15 @@ static double FN(row_exp_sum_store_hp_pf)(const T *x, T *dst, ptrdiff_t k, T shi
    column (one that mispredicts costs more than the whole saving).  (1024,
    1000), one thread: 0.43 ms against 0.46 for hp = 1, softmax 0.39. */
 static double FN(row_exp_sum_log)(const T *x, ptrdiff_t k, T m, const VT *cols,
-                                  const char *pf, T *pfw)
+                                  const char *pf, T *pfw, const FN(pw) *w)
 {
     uint64_t flags = 0;   /* bit j W + l: lane l of accumulator j */
     for (int j = 0; j < 4; j++)
         flags |= (uint64_t)ISA(mask_bits_f)(cols[j] == m) << (j * W);
     if (__builtin_expect(flags & (flags - 1), 0))
-        return FN(row_exp_sum_hp_pf)(x, k, m, 1, pf, pfw);
+        return FN(row_exp_sum_hp_pf_w)(x, k, m, 1, pf, pfw, w);
     const int rot = (int)(__builtin_ctzll(flags | 1ull << 63) / W);   /* any for no flag */
-    return FN(row_exp_sum_pf_)(x, NULL, k, m, 0, 1, 2, pf, (char *)pfw, rot);
+    return FN(row_exp_sum_pf_w_)(x, NULL, k, m, 0, 1, 2, pf, (char *)pfw, rot, w);
 }
 #endif
 /* sums for softmax (float blocks), prefetching the span at pf (may be
@@ -418,7 +435,7 @@ static void FN(map_log)(const T *s, T *d, ptrdiff_t k, T a, T b, int nt)
    known (cols: row_max_'s columns for it, float), shift = m or 0 when m is
    not finite */
 FSM_INLINE double FN(row_log_sum_m)(const T *x, T *out, ptrdiff_t k, int nt, const char *next,
-                                    T m, const VT *cols)
+                                    T m, const VT *cols, const FN(pw) *w)
 {
     T shift = FN(is_finite)(m) ? m : 0;
     /* out's lines towards L1 for writing while the sum computes (not with
@@ -426,11 +443,11 @@ FSM_INLINE double FN(row_log_sum_m)(const T *x, T *out, ptrdiff_t k, int nt, con
        each line; softmax has them from storing its exps */
     T *pfw = nt ? NULL : out;
 #if FSM_F32
-    return FN(is_finite)(m) ? FN(row_exp_sum_log)(x, k, m, cols, next, pfw)
-                            : FN(row_exp_sum_hp_pf)(x, k, shift, FN(np_ok)(m, shift), next, pfw);
+    return FN(is_finite)(m) ? FN(row_exp_sum_log)(x, k, m, cols, next, pfw, w)
+                            : FN(row_exp_sum_hp_pf_w)(x, k, shift, FN(np_ok)(m, shift), next, pfw, w);
 #else
     (void)cols;
-    return FN(row_exp_sum_hp_pf)(x, k, shift, FN(np_ok)(m, shift), next, pfw);
+    return FN(row_exp_sum_hp_pf_w)(x, k, shift, FN(np_ok)(m, shift), next, pfw, w);
 #endif
 }
 
@@ -441,7 +458,7 @@ FSM_INLINE double FN(row_log_sum)(const T *x, T *out, ptrdiff_t k, int nt, const
     VT cols[4];
     T m = FN(row_max_)(x, k, FSM_F32 ? cols : NULL);
     *shift_out = FN(is_finite)(m) ? m : 0;
-    return FN(row_log_sum_m)(x, out, k, nt, next, m, cols);
+    return FN(row_log_sum_m)(x, out, k, nt, next, m, cols, NULL);
 }
 
 /* One row that stays in cache between its passes: read x once from memory,
@@ -464,8 +481,9 @@ static inline void FN(row_incache)(const T *x, T *out, ptrdiff_t k, int is_log,
 }
 
 /* softmax rows of at least this many elements (and scratch_min_bytes) up
-   to fsm_cfg.sm_pipe_bytes are pipelined (rows_sm_piped); shorter rows,
-   in cache, measured no faster */
+   to fsm_cfg.sm_pipe_bytes are pipelined (rows_sm_piped), and so are
+   log_softmax's (rows_log_piped); shorter softmax rows, in cache, measured
+   no faster */
 #define FSM_SM_PIPE_K 2048
 
 /* softmax of rows i0 <= i < i1 (at least two) of n, as row_incache with
@@ -485,9 +503,9 @@ static void FN(rows_sm_piped)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t 
         const char *next = i + 1 < n ? x + (i + 1) * xs : NULL;
         T *e = (i - i0) & 1 ? s1 : s0, *prev = (i - i0) & 1 ? s0 : s1;
         const T m = FN(row_max_)(xr, k, NULL);
+        const FN(pw) w = {prev, (T *)(out + (i - 1) * os), f, 0, 0, nt};
         const double s = i > i0
-            ? FN(row_exp_sum_pf_w_)(xr, e, k, m, 1, 1, 0, next, NULL, 0, prev,
-                                    (T *)(out + (i - 1) * os), f, nt)
+            ? FN(row_exp_sum_pf_w_)(xr, e, k, m, 1, 1, 0, next, NULL, 0, &w)
             : FN(row_exp_sum_store_sm)(xr, e, k, m, next, NULL);
         f = (T)(1.0 / s);
     }
@@ -551,7 +569,7 @@ static void FN(rows_log_incache)(const char *x, ptrdiff_t xs, char *out, ptrdiff
                                                    FSM_F32 ? cols[(i + 1) & 1] : NULL) : 0;
         const double s = FN(row_log_sum_m)((const T *)(x + i * xs), (T *)(out + i * os), k, nt,
                                            pf_rows && i + 1 < n ? x + (i + 1) * xs : NULL, m,
-                                           cols[i & 1]);
+                                           cols[i & 1], NULL);
         if (i > i0)
             FN(map_log)((const T *)(x + (i - 1) * xs), (T *)(out + (i - 1) * os), k, lse,
                         prev_shift, nt);
@@ -562,6 +580,54 @@ static void FN(rows_log_incache)(const char *x, ptrdiff_t xs, char *out, ptrdiff
     if (i1 > i0)
         FN(map_log)((const T *)(x + (i1 - 1) * xs), (T *)(out + (i1 - 1) * os), k,
                     (T)log(prev_s), prev_shift, nt);
+}
+
+/* log_softmax of rows i0 <= i < i1 (n rows in all) too long for
+   rows_log_incache's pipeline but in cache between their passes (from
+   FSM_SM_PIPE_K elements to fsm_cfg.sm_pipe_bytes), pipelined as softmax's
+   rows_sm_piped: row i - 1's writing, (x - shift) - log(sum) from its row
+   still in L2, is carried along row i's sum a block at a time
+   (row_exp_sum_pf_w_), so that the writing, bound by memory, runs while the
+   exponentials compute (each row's max, sum and writing one after the
+   other before: float32 (4096, 32000), 2 threads, log_softmax / softmax
+   1.08-1.11).  The same operations on the same values as row_incache: the
+   same bits. */
+static void FN(rows_log_piped)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
+                               ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t n, ptrdiff_t k, int nt,
+                               int pf_rows)
+{
+    T prev_shift = 0;
+    double prev_s = 1;
+    for (ptrdiff_t i = i0; i < i1; i++) {
+        const T *xr = (const T *)(x + i * xs);
+        VT cols[4];
+        const T m = FN(row_max_)(xr, k, FSM_F32 ? cols : NULL);
+        FN(pw) w = {0};
+        if (i > i0)
+            w = (FN(pw)){(const T *)(x + (i - 1) * xs), (T *)(out + (i - 1) * os),
+                         (T)log(prev_s), prev_shift, 1, nt};
+        const double s = FN(row_log_sum_m)(xr, (T *)(out + i * os), k, nt,
+                                           pf_rows && i + 1 < n ? x + (i + 1) * xs : NULL, m,
+                                           cols, i > i0 ? &w : NULL);
+        prev_shift = FN(is_finite)(m) ? m : 0;
+        prev_s = s;
+    }
+    if (i1 > i0)
+        FN(map_log)((const T *)(x + (i1 - 1) * xs), (T *)(out + (i1 - 1) * os), k,
+                    (T)log(prev_s), prev_shift, nt);
+}
+
+/* log_softmax's pipelines: short rows (rows_log_incache), long ones in
+   cache (rows_log_piped) */
+static void FN(rows_log_pipe)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
+                              ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t n, ptrdiff_t k, int nt,
+                              int pf_rows)
+{
+    if (k * (ptrdiff_t)sizeof(T) <= FSM_LOG_PIPE_BYTES)
+        FN(rows_log_incache)(x, xs, out, os, i0, i1, n, k, nt, pf_rows);
+    else
+        FN(rows_log_piped)(x, xs, out, os, i0, i1, n, k, nt, pf_rows);
+    if (nt) ISA(stream_fence)();
 }
 
 
@@ -1102,10 +1168,10 @@ static int FN(softmax_rows)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os
 #endif
         return 0;
     }
-    if (is_log && row_bytes <= FSM_LOG_PIPE_BYTES) {
+    if (is_log && (row_bytes <= FSM_LOG_PIPE_BYTES
+                   || (k >= FSM_SM_PIPE_K && row_bytes <= fsm_cfg.sm_pipe_bytes))) {
         if (nth == 1) {
-            FN(rows_log_incache)(x, xs, out, os, 0, n, n, k, nt, pf_rows);
-            if (nt) ISA(stream_fence)();
+            FN(rows_log_pipe)(x, xs, out, os, 0, n, n, k, nt, pf_rows);
             return 0;
         }
 #ifdef _OPENMP
@@ -1113,8 +1179,7 @@ static int FN(softmax_rows)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os
         {
             ptrdiff_t i0, i1;
             fsm_static_rows(n, &i0, &i1);
-            FN(rows_log_incache)(x, xs, out, os, i0, i1, n, k, nt, pf_rows);
-            if (nt) ISA(stream_fence)();
+            FN(rows_log_pipe)(x, xs, out, os, i0, i1, n, k, nt, pf_rows);
         }
 #endif
         return 0;

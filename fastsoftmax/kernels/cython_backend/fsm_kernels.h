@@ -69,8 +69,9 @@ typedef struct {
        and row-group height */
     ptrdiff_t col_block;
     ptrdiff_t col_group;
-    /* speed only: softmax rows of at most this many bytes (and at least
-       FSM_SM_PIPE_K elements) go through a pipeline over rows (0 = never) */
+    /* speed only: softmax and log_softmax rows of at most this many bytes
+       (and at least FSM_SM_PIPE_K elements) go through a pipeline over rows
+       (rows_sm_piped, rows_log_piped; 0 = never) */
     ptrdiff_t sm_pipe_bytes;
 } fsm_config_t;
 

@@ -19,7 +19,7 @@ times over the copy's.  ``--isa L`` forces an instruction-set level
 Needs ``gcc`` (or ``$CC``) with OpenMP.  A version's experimental switches
 can be compiled in through ``CFLAGS`` (e.g. ``CFLAGS=-DMY_SWITCH=1``),
 given once for every version.  Used for the twenty-fifth session's column
-prefetch (README, "An AVX-512 AMD machine (Zen 5)").
+prefetch (bench/results/HISTORY.md, "An AVX-512 AMD machine (Zen 5)").
 """
 import ctypes
 import os

@@ -1,4 +1,4 @@
-"""Ratios to a copy, one case per process (the README's Zen 2 tables).
+"""Ratios to a copy, one case per process (the per-machine tables of bench/results/HISTORY.md).
 
 ``python bench/mb_ratios.py BACKEND THREADS N K DTYPE ROUNDS [AXIS]``: times
 ``np.copyto``, softmax and log_softmax of the same (N, K) array in turn,

@@ -323,3 +323,63 @@ def test_bench_in_process_restricted(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.err.strip().endswith(f"wrote {path}")
     assert "[1/" not in captured.err  # --quiet
+
+
+# ---------------------------------------------------------------- bench/goals.py
+
+GOALS = os.path.join(ROOT, "bench", "goals.py")
+
+
+def _goals_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fsm_bench_goals", GOALS)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(not os.path.exists(GOALS), reason="bench/ is not in this install")
+@pytest.mark.parametrize("shape", ["300x40", "64x10"])
+def test_goals_one_case_through_the_interpreter(shape):
+    # the per-case process goals.py starts, on the NumPy backend (no compile)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, GOALS, "--one", "numpy", "float32", shape, "-1", "2", "1"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout.strip().splitlines()[-1])
+    keys = ("sm_us", "log_us") if shape == "64x10" else ("copy_ms", "sm", "log")
+    assert all(rec[k] > 0 for k in keys)
+    assert rec["log_sm"] > 0 and set(rec["first_s"]) == {"softmax", "log_softmax"}
+
+
+@pytest.mark.skipif(not os.path.exists(GOALS), reason="bench/ is not in this install")
+def test_goals_table_and_misses(monkeypatch, capsys, tmp_path):
+    goals = _goals_module()
+    calls = []
+
+    def fake_run(backend, dtype, shape, axis, rounds, threads):
+        calls.append((backend, dtype, shape, axis, rounds, threads))
+        if shape == (64, 10):
+            return {"sm_us": 2.5 if backend == "numba" else 1.0, "log_us": 1.0, "log_sm": 1.0}
+        log_sm = 1.2 if (backend, shape) == ("cython", (100_000, 16)) else 1.0
+        return {"copy_ms": 1.0, "sm": 1.0, "log": log_sm, "log_sm": log_sm}
+
+    monkeypatch.setattr(goals, "_run", fake_run)
+    out_json = tmp_path / "g.json"
+    goals.main(["--backends", "numba,cython", "--dtypes", "float64", "--procs", "2",
+                "--rounds", "3", "--json", str(out_json)])
+    text = capsys.readouterr().out
+    rows = [line for line in text.splitlines() if line.startswith("| float64")]
+    assert len(rows) == len(goals.CASES)
+    assert "| float64 (64, 10), us a call | 2 | 2.50 / 1.00 us | 1.00 / 1.00 us |" in rows
+    # two misses: numba's (64, 10) per call, cython's (100_000, 16) log /
+    # softmax (its log at 1.2 x copy is within that case's goal of 4)
+    assert "numba float64 (64, 10), us a call: 2.50 > goal 2" in text
+    assert "cython float64 (100_000, 16): log_softmax / softmax 1.20 > 1.1" in text
+    assert "(4096, 32000): 1" not in text.split("missed:")[1]
+    # every case twice (--procs 2) per backend, the fast cases with more rounds
+    assert len(calls) == 2 * 2 * len(goals.CASES)
+    assert {c[4] for c in calls if c[2] == (1024, 1000)} == {15}
+    data = json.loads(out_json.read_text())
+    assert len(data["records"]) == 2 * len(goals.CASES) and len(data["missed"]) == 2

@@ -1262,14 +1262,23 @@ static void FN(col_block)(const char *x, ptrdiff_t xs, char *out, ptrdiff_t os,
             VT mo = mv[v], mn = FN(vmax)(mo, gm);
             VT shn = (VT)(~(VI)(mn == ninf) & (VI)mn);   /* sh(mn) */
             /* every x - shn is <= 0, -inf or NaN: the branch-free exp.
-               The running sums are double; softmax sums the group's
-               exponentials (at most FSM_MAX_COL_GROUP) in T first,
-               log_softmax needs log(sum) to the last bits (its values near
-               0 cancel): each one is added in double */
+               The running sums are double; the group's exponentials (at
+               most FSM_MAX_COL_GROUP) are summed in T first.  Float32
+               log_softmax needs log(sum) to the last bits near a dominant
+               max (its results there, -log(sum), are near 0), and a float
+               sum of the max's exp(0) = 1 and small terms loses those below
+               half an ulp of 1: a group that holds its columns' running max
+               (gm == mn in some lane; rare after the first rows) adds each
+               exponential in double instead.  A group without it sums terms
+               below 1 (or, where one rounds to 1, the column's sum is >= 2
+               and log(sum) far from 0): a float sum of a few terms, a few
+               ulps, as the rows' row_exp_sum_log.  (32000, 4096) axis 0, 2
+               threads, time / copy: every group in double 1.22-1.32,
+               softmax 1.09-1.19; this 1.13, softmax 1.16 (bench/c_ab.py) */
             VT e = VEXPN(xv[0] - shn);
 #if FSM_F32
             VD el, eh;
-            if (is_log) {
+            if (is_log && FN(any)(gm == mn)) {
                 el = ISA(widen_lo)(e);
                 eh = ISA(widen_hi)(e);
                 for (ptrdiff_t r = 1; r < g; r++) {

@@ -363,6 +363,45 @@ def test_log_softmax_float32_at_a_dominant_max_as_a_double_sum(backend, k, axis)
     assert (np.abs(got - want) <= 3 * eps * np.abs(want) + 2.0 ** -52).all()
 
 
+@pytest.mark.parametrize("k", [9, 100, 3001])
+def test_log_softmax_float32_column_max_late_or_in_the_last_group(backend, k):
+    """float32 log_softmax along axis 0 where each column's dominant max
+    comes late: mid-column after a smaller earlier max (the running max
+    grows, groups of rows without it summed first) or in the last rows
+    (the ragged last group of 8 for k = 100 and 3001).  At the max the
+    result, -log(1 + rest) with rest from 1e-13 to 1e-2, is held to
+    float precision against a float64 sum with rest summed apart (a
+    float32 sum of the max's 1 and the rest loses rest below half an ulp
+    of 1); 70
+    columns: whole vectors and a tail.  Elsewhere within 2 eps of
+    ``max(|y|, 1)`` of SciPy's float64 result."""
+    rng = np.random.default_rng(k)
+    w = 70
+    cols = np.arange(w)
+    # x - 3 exact in float32 (one binade, [16, 32)): rest is then exact to
+    # the exponentials' own rounding
+    x = rng.uniform(-29.0, -24.0, (k, w))
+    late = np.where(cols % 2 == 0, k - 1 - cols % min(k, 12), k // 2 + cols % (k - k // 2))
+    x[late, cols] = 3.0
+    early = cols % 3 == 0  # a smaller max first, 4 to 24 below the true one
+    x[(late // 3)[early], cols[early]] = 3.0 - (4.0 + (cols[early] % 7) * 3.0)
+    x = x.astype(np.float32)
+    got = log_softmax(x, axis=0, backend=backend).astype(np.float64)
+    x64 = x.astype(np.float64)
+    assert (x64.argmax(axis=0) == late).all()
+    rest = np.where(np.arange(k)[:, None] == late, 0.0, np.exp(x64 - 3.0)).sum(axis=0)
+    exact = -np.log1p(rest)
+    assert rest.min() < 2.0 ** -25 and rest.max() > 1e-3
+    eps = np.finfo(np.float32).eps
+    # the kernels add each group of rows to a float64 sum near 1: up to
+    # an ulp of 1 per group (SciPy's float64 sum, adding every term to 1,
+    # is up to 1e-4 off here)
+    bound = 4 * eps * np.abs(exact) + (1 - (-k // 8)) * 2.0 ** -52
+    assert (np.abs(got[late, cols] - exact) <= bound).all()
+    want = sc.log_softmax(x64, axis=0)
+    assert (np.abs(got - want) <= 2 * eps * np.maximum(np.abs(want), 1.0)).all()
+
+
 @pytest.mark.parametrize("k", [3, 16, 17, 33, 64, 100, 1000, 1003])
 def test_log_softmax_float32_ties_at_a_dominant_max(backend, k):
     """float32 log_softmax where the max is reached 1, 2 or 3 times

@@ -27,7 +27,7 @@ from ._runtime import element_pointer
 
 __all__ = ["exp_by_vectors", "vload", "vload_part", "vstore", "vzero", "vsplat", "vgt", "vsub", "vmul",
            "vadd", "vwiden", "vrecip", "vec_exp", "vec_exp_np", "vfinite_or_zero", "vcount_not_finite",
-           "vadd_ne1", "vhead", "vhsum", "vhmax", "vcount_eq", "vsh", "vpick_gt", "vrest1", "vis1",
+           "vadd_ne1", "vhead", "vhsum", "vhmax", "vcount_eq", "vany_eq", "vsh", "vpick_gt", "vrest1", "vis1",
            "vadd_neg", "vbits_nonneg", "vadd_not_pos0", "vcount_pos0",
            "by_halves", "masked_mem", "maxnum"]
 
@@ -204,6 +204,21 @@ def vcount_eq(typingctx, v, s):
         return builder.zext(builder.call(fn, [bits]), context.get_value_type(types.intp))
 
     return types.intp(v, s), codegen
+
+
+@intrinsic
+def vany_eq(typingctx, a, b):
+    """Whether some lane of ``a`` equals the same lane of ``b`` (ordered: a
+    NaN equals nothing)."""
+    if not (isinstance(a, Vec) and a == b):
+        return None
+
+    def codegen(context, builder, signature, args):
+        eq = builder.fcmp_ordered("==", args[0], args[1])
+        bits = builder.bitcast(eq, ir.IntType(a.count))
+        return builder.icmp_unsigned("!=", bits, ir.Constant(ir.IntType(a.count), 0))
+
+    return types.boolean(a, b), codegen
 
 
 @intrinsic

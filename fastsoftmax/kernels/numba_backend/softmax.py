@@ -2104,7 +2104,9 @@ def _exp_sum8_ones(v0, v1, v2, v3, v4, v5, v6, v7, sh):
 def _col_group8_ones(xf, xg, xs1, w, m, mo_out, e, ones, ahead):
     """``_col_group8`` for float32 log_softmax: the exponentials equal to 1
     (at the max) are counted into ``ones``, the others summed in float32
-    into ``e``; the caller adds the two in float64.  A float32 sum of 1 and
+    into ``e``, in the vectors where the group reaches the max
+    (``_vsum8_log``; elsewhere ``ones`` is 0); the caller adds the two in
+    float64.  A float32 sum of 1 and
     small terms loses those below half an ulp of 1, and ``log(sum)``, near
     0 at a dominant max, needs them; the sum of the small terms alone keeps
     float32's relative precision.  (Float64 group sums, widening all 8
@@ -2661,8 +2663,9 @@ def _col_block(xf, xb, xs1, of, ob, os1, k, w, wpath, log, m, mo, s, gm, shn, e,
     takes them against the new running maximum (every argument is <= 0,
     -inf or NaN: ``fexp_np``), the sums rescaled (rarely) when the maximum
     grows (``_col_sums``; float32 log_softmax keeps the exponentials equal to 1
-    apart, ``_col_group8_ones``: a float32 sum of 1 and small terms loses
-    them, and ``log(sum)`` is needed to the last bits.  A redo of the
+    apart in the groups that reach the max, ``_col_group8_ones``: a float32
+    sum of 1 and small terms loses them, and ``log(sum)`` is needed to the
+    last bits.  A redo of the
     block's pass in float64 where a column's sum was below ``_REDO_BELOW``,
     as the rows do, ran nearly always on the benchmark's logits, 3 x
     standard normal: 2.6x a copy).  Float32 log_softmax of long, wide

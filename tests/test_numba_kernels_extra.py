@@ -495,9 +495,10 @@ def test_rows_same_bits_for_every_kernel_and_thread_count(dtype, k, restore_thre
     kernel computes them: serial (C-contiguous, strided, in place) or
     parallel, at 1, 2 and 3 threads; the kernels are separate compilations,
     so any summation order left to LLVM could differ between them.  Each
-    row alone gives its bits too (softmax of several rows of 2048+
-    elements goes through a pipeline over rows, ``_rows_scratch_piped``;
-    a row alone does not)."""
+    row alone gives its bits too (softmax and log_softmax of several rows
+    of 2048+ elements go through pipelines over rows,
+    ``_rows_scratch_piped`` and ``_rows_log_scratch_piped``, whose rows
+    with a +inf or NaN max leave it for a row; a row alone does not)."""
     rng = np.random.default_rng(k)
     for n in (1, 2, 3, 5, 37):
         if n * k > 1_000_000 and n > 5:

@@ -94,6 +94,9 @@ NT_MIN_BYTES = 16 << 20
 PF_BLOCK = 512
 #: softmax rows of SCRATCH_K elements up to this many bytes are pipelined (``_rows_scratch_piped``)
 PIPE_MAX_BYTES = 256 << 10
+#: float32 log_softmax rows of SCRATCH_K elements up to this many bytes are
+#: pipelined (``_rows_log_scratch_piped``; float64's up to PIPE_MAX_BYTES)
+LOG_PIPE_F32_BYTES = 32 << 10
 #: rows shorter than this use the block-of-rows algorithm (``_small_rows``),
 #: float32 and float64 (see ``_small_k``)
 SMALL_K_F32 = 64
@@ -1199,10 +1202,13 @@ def _row_scratch(xr, orow, log, scratch, nf, nb, nt):
 
 
 @njit(**_INLINE)
-def _exp_write_prefetch(xr, e, m, nf, nb, prev, orow, f, nt):
+def _exp_write_prefetch(xr, e, m, nf, nb, prev, orow, a, b, op, nt):
     """``_exp_prefetch(xr, e, m, nf, nb)`` (the same sum), and after each
-    block of its exponentials the same block of ``orow = prev * f``: the
-    previous row's writing, done while this row's exponentials compute."""
+    block of its exponentials the same block of ``orow = op(prev, a, b)``
+    (``_MUL``: softmax's ``prev * a``, ``prev`` the previous row's
+    exponentials; ``_LOG``: log_softmax's ``(prev - a) - b``, ``prev`` the
+    previous row of x): the previous row's writing, done while this row's
+    exponentials compute."""
     k = xr.shape[0]
     s = 0.0
     for blk in range((k + PF_BLOCK - 1) // PF_BLOCK):
@@ -1210,7 +1216,7 @@ def _exp_write_prefetch(xr, e, m, nf, nb, prev, orow, f, nt):
         size = min(PF_BLOCK, k - b0)
         s += np.float64(_exp_block(view(xr, b0, size), view(e, b0, size), m, nf, nb + b0))
         pv = view(prev, b0, size)
-        _map(pv, pv, pv, view(orow, b0, size), f, f, _MUL, nt)
+        _map(pv, pv, pv, view(orow, b0, size), a, b, op, nt)
     return s
 
 
@@ -1227,8 +1233,7 @@ def _rows_scratch_piped(xf, xo, xs, of, oo, os, r0, r1, k, nt):
     1.54-1.65, float64 2.25-2.29 -> 2.04-2.05; (256, 50257) float32
     0.98 -> 0.88, but float64 (rows of 402 KB: the two scratch rows no
     longer fit in L2 with the row of x) 1.21 -> 1.65, hence PIPE_MAX_BYTES.
-    log_softmax, pipelined likewise (its writing reads the previous row of
-    ``x`` again), measured no faster and stays row by row."""
+    log_softmax: ``_rows_log_scratch_piped``."""
     # row i's exponentials in a0 or a1 by the parity of i - r0, the previous row's in the other
     a0 = np.empty(k, dtype=xf.dtype)
     a1 = np.empty(k, dtype=xf.dtype)
@@ -1240,9 +1245,9 @@ def _rows_scratch_piped(xf, xo, xs, of, oo, os, r0, r1, k, nt):
         porow = view(of, oo + (i - 1) * os if i > r0 else oo, k)
         m = _max_lanes(xr, k)
         if (i - r0) & 1:
-            s = _exp_write_prefetch(xr, a1, m, xf, nxt, a0, porow, f, nt)
+            s = _exp_write_prefetch(xr, a1, m, xf, nxt, a0, porow, f, f, _MUL, nt)
         elif i > r0:
-            s = _exp_write_prefetch(xr, a0, m, xf, nxt, a1, porow, f, nt)
+            s = _exp_write_prefetch(xr, a0, m, xf, nxt, a1, porow, f, f, _MUL, nt)
         else:
             s = _exp_prefetch(xr, a0, m, xf, nxt)
         f = like(1.0 / s, m)
@@ -1252,6 +1257,56 @@ def _rows_scratch_piped(xf, xo, xs, of, oo, os, r0, r1, k, nt):
     else:
         _map(a0, a0, a0, last, f, f, _MUL, nt)
     keep_alive(a0, a1)  # (_map reads views of them)
+    if nt:
+        _stream_fence()
+
+
+@njit(**_INLINE)
+def _rows_log_scratch_piped(xf, xo, xs, of, oo, os, r0, r1, k, nt):
+    """log_softmax of rows ``r0:r1`` (at least two) of SCRATCH_K to
+    PIPE_MAX_BYTES, ``_row_scratch``'s passes in a pipeline as softmax's
+    (``_rows_scratch_piped``): row ``i``'s exponentials write row ``i -
+    1``'s result, ``(x - shift) - log(sum)`` from that row of x (still in
+    L2), a block at a time as they go.  One scratch row (the writing does
+    not read it; float32's ``_redo64`` reads row ``i``'s own).  A row whose
+    max is +inf or NaN (the general exp's sum) writes the previous row
+    first.  The same operations on the same values as ``_row_scratch``: the
+    same bits.  (Zen 2 measured it no faster, before the exponentials'
+    prefetches were spread out; the Cython kernel's, fsm_body.h's
+    ``rows_log_piped``, gained 15% on this Intel Xeon.)  Intel Xeon, 2
+    threads, bench/ab_versions.py, log_softmax time / copy, row by row ->
+    pipelined: float64 (4096, 32000) 0.929 -> 0.840, (4096, 8192) 0.912 ->
+    0.851, (1000, 3000) one thread 1.946 -> 1.717; float32 (2000, 4096)
+    0.887 -> 0.714, (16384, 4096) 0.863 -> 0.850; but float32 rows of
+    64 KB and more lost (their exponentials are cheaper; (8192, 16384)
+    0.872 -> 0.906, (4096, 32000) 0.825-0.863 -> 0.862-0.920, (256,
+    50257) 0.646 -> 0.645), hence LOG_PIPE_F32_BYTES."""
+    scratch = np.empty(k, dtype=xf.dtype)
+    shp = like(0.0, xf[0])
+    lsep = shp
+    for i in range(r0, r1):
+        xr = view(xf, xo + i * xs, k)
+        # the last row prefetches itself (harmless)
+        nxt = xo + (i + 1) * xs if i + 1 < r1 else xo + i * xs
+        pxr = view(xf, xo + (i - 1) * xs if i > r0 else xo, k)
+        porow = view(of, oo + (i - 1) * os if i > r0 else oo, k)
+        m = _max_lanes(xr, k)
+        shift = m if _finite(m) else like(0.0, m)
+        if _np_ok(m, shift):
+            if i > r0:
+                s = _exp_write_prefetch(xr, scratch, shift, xf, nxt, pxr, porow, shp, lsep, _LOG, nt)
+            else:
+                s = _exp_prefetch(xr, scratch, shift, xf, nxt)
+            if _redo64(s, scratch):
+                s = _sum64(scratch, 0, k)
+        else:
+            if i > r0:
+                _write(pxr, porow, shp, lsep, True, nt)
+            s = _sum_exp_prefetch(xr, shift, xf, nxt)
+        shp = shift
+        lsep = like(np.log(s), m)
+    _write(view(xf, xo + (r1 - 1) * xs, k), view(of, oo + (r1 - 1) * os, k), shp, lsep, True, nt)
+    keep_alive(scratch, scratch)
     if nt:
         _stream_fence()
 
@@ -1660,8 +1715,12 @@ def _rows_range(xf, xo, xs, of, oo, os, r0, r1, k, log, nt):
     if k < _small_k(xf):
         _small_rows(xf, xo, xs, of, oo, os, r0, r1, k, log)
     elif k >= SCRATCH_K:
-        if not log and r1 - r0 >= 2 and k * xf.itemsize <= PIPE_MAX_BYTES:
-            _rows_scratch_piped(xf, xo, xs, of, oo, os, r0, r1, k, nt)
+        if r1 - r0 >= 2 and k * xf.itemsize <= (LOG_PIPE_F32_BYTES if log and xf.itemsize == 4
+                                                 else PIPE_MAX_BYTES):
+            if log:
+                _rows_log_scratch_piped(xf, xo, xs, of, oo, os, r0, r1, k, nt)
+            else:
+                _rows_scratch_piped(xf, xo, xs, of, oo, os, r0, r1, k, nt)
             return
         scratch = np.empty(k, dtype=xf.dtype)
         for i in range(r0, r1):

@@ -1261,7 +1261,7 @@ def _rows_scratch_piped(xf, xo, xs, of, oo, os, r0, r1, k, nt):
         _stream_fence()
 
 
-@njit(**_INLINE)
+@njit(fastmath=_FM, cache=True)
 def _rows_log_scratch_piped(xf, xo, xs, of, oo, os, r0, r1, k, nt):
     """log_softmax of rows ``r0:r1`` (at least two) of SCRATCH_K to
     PIPE_MAX_BYTES, ``_row_scratch``'s passes in a pipeline as softmax's
@@ -1280,7 +1280,10 @@ def _rows_log_scratch_piped(xf, xo, xs, of, oo, os, r0, r1, k, nt):
     0.887 -> 0.714, (16384, 4096) 0.863 -> 0.850; but float32 rows of
     64 KB and more lost (their exponentials are cheaper; (8192, 16384)
     0.872 -> 0.906, (4096, 32000) 0.825-0.863 -> 0.862-0.920, (256,
-    50257) 0.646 -> 0.645), hence LOG_PIPE_F32_BYTES."""
+    50257) 0.646 -> 0.645), hence LOG_PIPE_F32_BYTES.  Compiled on its
+    own (not inlined by Numba, as ``_exp_blocks``): inlined, it added 30%
+    to the parallel rows kernels' cold compile (float64, 135 -> 178 s)."""
+    _wide_vectors()
     scratch = np.empty(k, dtype=xf.dtype)
     shp = like(0.0, xf[0])
     lsep = shp
